@@ -1,0 +1,150 @@
+"""What a test may rely on, whichever backend (local processes or docker) runs the parts.
+
+Tests only ever see these protocols through the ``kafka``, ``ioc``, ``table_server`` and
+``forwarder`` fixtures; the backends in ``helpers.rig.local`` and ``helpers.rig.docker``
+implement them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+# SASL users the broker always has: mechanism -> (user, password).
+SASL_USERS: Mapping[str, tuple[str, str]] = {
+    "PLAIN": ("fwd-plain", "plain-secret"),
+    "SCRAM-SHA-256": ("fwd-scram256", "scram256-secret"),
+    "SCRAM-SHA-512": ("fwd-scram512", "scram512-secret"),
+}
+
+
+@dataclass(frozen=True)
+class EpicsNetwork:
+    """Ports and client environment one rig's EPICS servers and clients share.
+
+    Two rigs on one machine pick different ports, so they never see each other's PVs.
+    """
+
+    ca_server_port: int
+    ca_repeater_port: int
+    pva_server_port: int
+    pva_broadcast_port: int
+    host: str = "127.0.0.1"
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for any CA/PVA client (forwarder, helpers) that must reach this rig."""
+        return {
+            "EPICS_CA_AUTO_ADDR_LIST": "NO",
+            "EPICS_CA_ADDR_LIST": f"{self.host}:{self.ca_server_port}",
+            "EPICS_CA_SERVER_PORT": str(self.ca_server_port),
+            "EPICS_CA_REPEATER_PORT": str(self.ca_repeater_port),
+            "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+            "EPICS_PVA_ADDR_LIST": f"{self.host}:{self.pva_broadcast_port}",
+            "EPICS_PVA_SERVER_PORT": str(self.pva_server_port),
+            "EPICS_PVA_BROADCAST_PORT": str(self.pva_broadcast_port),
+        }
+
+    def server_env(self) -> dict[str, str]:
+        """Environment for an IOC or p4p server of this rig."""
+        env = self.client_env()
+        env.update(
+            {
+                "EPICS_CAS_INTF_ADDR_LIST": self.host,
+                "EPICS_CAS_SERVER_PORT": str(self.ca_server_port),
+                "EPICS_CAS_BEACON_ADDR_LIST": self.host,
+                "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+                "EPICS_PVAS_INTF_ADDR_LIST": self.host,
+                "EPICS_PVAS_SERVER_PORT": str(self.pva_server_port),
+                "EPICS_PVAS_BROADCAST_PORT": str(self.pva_broadcast_port),
+                "EPICS_PVAS_BEACON_ADDR_LIST": self.host,
+                "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+            }
+        )
+        return env
+
+
+class Service(Protocol):
+    """A part of the rig that can be stopped and started again in the middle of a test."""
+
+    name: str
+
+    def start(self) -> None:
+        """Start and return once the service answers (not after a sleep)."""
+
+    def stop(self) -> None:
+        """Orderly stop; returns once it is gone."""
+
+    def restart(self) -> None: ...
+
+    def is_running(self) -> bool: ...
+
+    def log_tail(self, lines: int = 40) -> str: ...
+
+    @property
+    def log_path(self) -> Path: ...
+
+
+class KafkaBroker(Service, Protocol):
+    """A single-node KRaft broker with a PLAINTEXT and a SASL_PLAINTEXT listener."""
+
+    @property
+    def bootstrap(self) -> str:
+        """host:port of the PLAINTEXT listener, as seen from the test process."""
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """host:port of the SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)."""
+
+    @property
+    def forwarder_bootstrap(self) -> str:
+        """host:port of the PLAINTEXT listener as seen from the forwarder (same as bootstrap
+        unless the forwarder runs in a container)."""
+
+    @property
+    def forwarder_sasl_bootstrap(self) -> str: ...
+
+
+class Ioc(Service, Protocol):
+    """The rig's IOC (pythonSoftIOC), serving the records of ioc/test.db under ``prefix``."""
+
+    prefix: str
+    network: EpicsNetwork
+
+    def pv(self, suffix: str) -> str:
+        """Full PV name of a record, e.g. pv("DOUBLE") -> "T12:DOUBLE"."""
+
+
+class TableServer(Service, Protocol):
+    """A p4p server serving NTTable PVs under ``prefix``."""
+
+    prefix: str
+    network: EpicsNetwork
+
+    def pv(self, suffix: str) -> str: ...
+
+
+@dataclass
+class ForwarderSpec:
+    """How to start one forwarder: an ini file from config-files/ plus command-line args."""
+
+    ini_file: str | None  # name inside config-files/, e.g. "forwarder.ini"
+    config_topic: str
+    status_topic: str
+    storage_topic: str | None = None
+    extra_args: Sequence[str] = field(default_factory=tuple)
+    sasl: str | None = None  # a mechanism from SASL_USERS to use the SASL listener
+    password: str | None = None  # overrides the user's password (to test a wrong one)
+
+
+class Forwarder(Service, Protocol):
+    spec: ForwarderSpec
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to exit by itself; return its exit code."""
