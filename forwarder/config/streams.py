@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1024)
+def _wildcard_regex(pattern: str) -> re.Pattern[str]:
+    """Only ``*`` (any run) and ``?`` (one character) are special; ``[`` is literal, unlike
+    fnmatch, because EPICS PV names may contain brackets."""
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def wildcard_match(text: str, pattern: str) -> bool:
+    """Case-sensitive whole-string match of ``text`` against a ``*``/``?`` pattern."""
+    return _wildcard_regex(pattern).fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -39,9 +53,9 @@ class StreamPattern:
     topic: str = ""
 
     def matches(self, spec: StreamSpec) -> bool:
-        if self.channel and not fnmatchcase(spec.channel, self.channel):
+        if self.channel and not wildcard_match(spec.channel, self.channel):
             return False
-        if self.topic and not fnmatchcase(spec.topic, self.topic):
+        if self.topic and not wildcard_match(spec.topic, self.topic):
             return False
         if self.schema and spec.schema != self.schema:
             return False

@@ -1,0 +1,24 @@
+"""EPICS sources: Channel Access, PV Access and FAKE, behind one SourceFactory interface.
+
+The CA and PVA client contexts are created lazily by their factories on the first
+subscription, so a forwarder with only FAKE streams never starts libca or p4p.
+"""
+
+from __future__ import annotations
+
+from forwarder.sources.base import SourceFactory
+from forwarder.sources.ca import CaSourceFactory
+from forwarder.sources.fake import FakeSourceFactory
+from forwarder.sources.pva import PvaSourceFactory
+
+
+def make_source_factories(fake_period_ms: int) -> dict[str, SourceFactory]:
+    """One factory per protocol name as it appears in configuration messages."""
+    return {
+        "CA": CaSourceFactory(),
+        "PVA": PvaSourceFactory(),
+        "FAKE": FakeSourceFactory(fake_period_ms),
+    }
+
+
+__all__ = ["make_source_factories"]

@@ -148,3 +148,27 @@ class Forwarder(Service, Protocol):
 
     def wait_exit(self, timeout: float) -> int:
         """Wait for the process to exit by itself; return its exit code."""
+
+
+class Rig(Protocol):
+    """One backend: makes the parts; the fixtures start, stop and hand them to tests."""
+
+    name: str
+
+    def epics_network(self) -> EpicsNetwork:
+        """The ports and env of this rig's EPICS servers (chosen once per rig)."""
+
+    def kafka(self) -> KafkaBroker:
+        """The session's broker, started."""
+
+    def ioc(self, prefix: str) -> Ioc:
+        """A new IOC with ``prefix``, not started yet."""
+
+    def table_server(self, prefix: str) -> TableServer:
+        """A new NTTable server with ``prefix``, not started yet."""
+
+    def forwarder(self, spec: ForwarderSpec) -> Forwarder:
+        """A new forwarder for ``spec``, not started yet."""
+
+    def close(self) -> None:
+        """Stop and remove everything this rig started."""

@@ -1,0 +1,249 @@
+"""The forwarder process: wire the parts together, run the control loop, shut down cleanly.
+
+The main thread only does control work (config commands, status, storage); data flows from
+the EPICS libraries' threads through the stream manager to the producer without touching it.
+SIGTERM/SIGINT end the loop; sources are stopped and the producer flushed within a bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from forwarder.cli import Settings
+from forwarder.config.commands import Command, CommandKind, ConfigController
+from forwarder.config.storage import ConfigStorage, TopicReader, retrieve_config
+from forwarder.status.reporter import StatusReporter
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_S = 0.2
+ASSIGN_TIMEOUT_S = 2.0
+RETRIEVAL_TIMEOUT_S = 10.0
+SHUTDOWN_BOUND_S = 10.0
+FLUSH_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Parts:
+    """Everything the forwarder runs; made by ``build_parts`` (or by tests, as fakes)."""
+
+    metrics: Any
+    output_producer: Any
+    status_sink: Any
+    storage_sink: Any | None
+    source_factories: dict[str, Any]
+    manager: Any
+    config_consumer: Any
+    storage_reader: TopicReader | None = None
+    extra_producers: list[Any] = field(default_factory=list)
+
+
+def build_parts(settings: Settings) -> Parts:
+    """The real parts: Kafka producers and consumers, EPICS source factories, the manager."""
+    from forwarder.kafka.consumer import ConfigConsumer, KafkaErrorLogger, KafkaTopicReader
+    from forwarder.kafka.producer import Producer
+    from forwarder.manager import StreamManager
+    from forwarder.metrics import Metrics
+    from forwarder.sources import make_source_factories
+
+    metrics = Metrics()
+    control_metrics = Metrics()  # status/storage traffic must not count as forwarded data
+
+    def producer(config: dict, role: str, producer_metrics) -> Producer:
+        return Producer({**config, "error_cb": KafkaErrorLogger(role)}, producer_metrics)
+
+    output = producer(settings.output_kafka, "output-broker", metrics)
+    status = producer(settings.status_kafka, "status-topic", control_metrics)
+    extra = [status]
+    storage = reader = None
+    if settings.storage_topic:
+        storage = producer(settings.storage_kafka, "storage-topic", control_metrics)
+        extra.append(storage)
+        if not settings.skip_retrieval:
+            reader = KafkaTopicReader(settings.storage_kafka, settings.storage_topic)
+    factories = make_source_factories(settings.fake_pv_period_ms)
+    manager = StreamManager(
+        output,
+        factories,
+        service_id=settings.service_id,
+        pv_update_period_ms=settings.pv_update_period_ms,
+        metrics=metrics,
+    )
+    consumer = ConfigConsumer(settings.config_kafka, settings.config_topic)
+    return Parts(metrics, output, status, storage, factories, manager, consumer, reader, extra)
+
+
+class Forwarder:
+    """The control loop over already-built parts."""
+
+    def __init__(self, settings: Settings, parts: Parts, stop: threading.Event | None = None):
+        self.settings = settings
+        self.parts = parts
+        self.stop = stop or threading.Event()
+        self.controller = ConfigController(parts.manager)
+        if settings.storage_topic and parts.storage_sink is not None:
+            self.controller.add_listener(ConfigStorage(parts.storage_sink, settings.storage_topic))
+        self.status = StatusReporter(
+            parts.status_sink, settings.status_topic, settings.service_id, self.controller.specs
+        )
+        self.controller.add_listener(self.status)
+
+    def restore(self) -> None:
+        """Apply the newest stored configuration (unless --skip-retrieval)."""
+        reader = self.parts.storage_reader
+        if reader is None:
+            return
+        try:
+            specs = retrieve_config(reader, self.settings.storage_topic, RETRIEVAL_TIMEOUT_S)
+            if specs:
+                self.controller.apply(Command(CommandKind.ADD, specs=tuple(specs)), notify=False)
+        except Exception:
+            log.exception("Restoring from the storage topic failed: starting with no streams")
+        finally:
+            _quietly(reader, "close")
+
+    def step(self) -> None:
+        """One pass of the loop; never raises, and one bad message never costs the others."""
+        try:
+            consumer = self.parts.config_consumer
+            if not consumer.assigned and not consumer.try_assign(ASSIGN_TIMEOUT_S):
+                self.stop.wait(POLL_TIMEOUT_S)
+                return
+            payloads = consumer.poll(POLL_TIMEOUT_S)
+        except Exception:
+            self._loop_error("reading the config topic")
+            return
+        for payload in payloads:
+            try:
+                accepted = self.controller.handle_message(payload)
+                self._count("config_commands_accepted" if accepted else "config_commands_rejected")
+            except Exception:
+                self._loop_error("handling a config message")
+        try:
+            self.status.tick()
+        except Exception:
+            self._loop_error("sending status")
+
+    def _loop_error(self, doing: str) -> None:
+        log.exception("Error %s; carrying on", doing)
+        self._count("main_loop_errors")
+        self.stop.wait(POLL_TIMEOUT_S)
+
+    def _count(self, name: str) -> None:
+        try:
+            self.parts.metrics.inc(name)
+        except Exception:
+            log.exception("Could not count %s", name)
+
+    def run(self) -> None:
+        self.restore()
+        log.info("Forwarder %s running", self.settings.service_id)
+        while not self.stop.is_set():
+            self.step()
+
+    def shutdown(self) -> None:
+        """Stop sources, then deliver what is queued (bounded), then release everything."""
+        log.info("Shutting down")
+        parts = self.parts
+        _quietly(parts.config_consumer, "close")
+        _quietly(parts.manager, "close")
+        for factory in parts.source_factories.values():
+            _quietly(factory, "close")
+        for producer in [parts.output_producer, *parts.extra_producers]:
+            _quietly(producer, "close", FLUSH_TIMEOUT_S)
+        _quietly(parts.metrics, "stop")
+        log.info("Shut down")
+
+
+def _quietly(obj: Any, method: str, *args: Any) -> None:
+    try:
+        getattr(obj, method)(*args)
+    except Exception:
+        log.exception("%s.%s failed during shutdown", type(obj).__name__, method)
+
+
+class ExitWatchdog:
+    """Ends the process if shutdown (including interpreter exit) hangs past the bound."""
+
+    def __init__(self, bound_s: float, force_exit: Callable[[int], None] = os._exit):
+        self._timer = threading.Timer(bound_s, self._fire, args=(bound_s,))
+        self._timer.daemon = True
+        self._force_exit = force_exit
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _fire(self, bound_s: float) -> None:
+        log.error("Shutdown took longer than %.0fs; forcing exit", bound_s)
+        logging.shutdown()
+        self._force_exit(1)
+
+
+def _start_metrics_export(settings: Settings, metrics: Any) -> None:
+    try:
+        if settings.grafana_carbon_address:
+            metrics.start_graphite(
+                settings.grafana_carbon_address,
+                settings.statistics_update_interval_s,
+                settings.grafana_metric_prefix or "",
+            )
+        if settings.prometheus_port is not None:
+            metrics.start_prometheus(settings.prometheus_port)
+    except Exception:
+        log.exception("Could not start metrics export; forwarding without it")
+
+
+def run(
+    settings: Settings,
+    parts: Parts | None = None,
+    *,
+    install_signals: bool = True,
+    watchdog: ExitWatchdog | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT; return the exit code."""
+    log.info("Starting forwarder %s (service id %s)", _version(), settings.service_id)
+    try:
+        parts = parts or build_parts(settings)
+    except Exception:
+        log.exception("Could not start the forwarder")
+        return 1
+    _start_metrics_export(settings, parts.metrics)
+    app = Forwarder(settings, parts)
+    previous = _install_signal_handlers(app.stop) if install_signals else {}
+    try:
+        app.run()
+    finally:
+        (watchdog or ExitWatchdog(SHUTDOWN_BOUND_S)).start()
+        started = time.monotonic()
+        app.shutdown()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        log.info("Stopped after %.1fs of shutdown", time.monotonic() - started)
+    return 0
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
+    def on_signal(signum, _frame) -> None:
+        log.info("Received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, on_signal)
+    return previous
+
+
+def _version() -> str:
+    import forwarder
+
+    return forwarder.__version__

@@ -1,0 +1,201 @@
+"""The command line: ESS option names, from arguments, an ini file or environment variables.
+
+Everything that can be wrong with the settings (a malformed Kafka address, a missing topic or
+password) is found here, before anything connects, and reported as one line on stderr with
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import configargparse
+
+import forwarder
+from forwarder.kafka.uri import KafkaUri, UriError, kafka_config, parse_uri
+from forwarder.logging_setup import verbosity_level
+
+EXIT_USAGE = 2
+_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+
+
+class SettingsError(ValueError):
+    """The settings cannot work; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings: ready-made confluent-kafka configs and topics for each role."""
+
+    config_kafka: dict[str, str] = field(repr=False)  # holds the password
+    config_topic: str
+    status_kafka: dict[str, str] = field(repr=False)  # holds the password
+    status_topic: str
+    output_kafka: dict[str, str] = field(repr=False)  # holds the password
+    storage_kafka: dict[str, str] | None = field(repr=False)
+    storage_topic: str | None
+    skip_retrieval: bool
+    pv_update_period_ms: int | None
+    fake_pv_period_ms: int
+    service_id: str
+    log_file: str | None
+    log_level: int
+    grafana_carbon_address: str | None
+    grafana_metric_prefix: str | None
+    statistics_update_interval_s: float
+    prometheus_port: int | None
+
+
+def _env_name(option: str) -> str:
+    return option.lstrip("-").replace("-", "_").upper()
+
+
+def build_parser() -> configargparse.ArgParser:
+    parser = configargparse.ArgParser(
+        prog="forwarder",
+        description="Forwards EPICS PV updates into Kafka (a drop-in for the ESS forwarder).",
+        config_file_parser_class=configargparse.DefaultConfigFileParser,
+    )
+
+    def add(option: str, *args: str, **kwargs) -> None:
+        parser.add_argument(option, *args, env_var=_env_name(option), **kwargs)
+
+    parser.add_argument(
+        "-c", "--config-file", is_config_file=True, help="ini file with key=value option lines"
+    )
+    parser.add_argument("--version", action="version", version=forwarder.__version__)
+    add("--config-topic", required=True, help="Kafka URI of the topic carrying fc00 commands")
+    add("--status-topic", required=True, help="Kafka URI of the topic for x5f2 status")
+    add("--output-broker", required=True, help="Kafka URI of the broker for data")
+    add("--storage-topic", help="Kafka URI of the topic storing the current configuration")
+    add(
+        "--skip-retrieval",
+        action="store_true",
+        help="do not restore the configuration from the storage topic at start-up",
+    )
+    add("--pv-update-period", type=int, help="re-send the last value every N ms (periodic streams)")
+    add("--fake-pv-period", type=int, default=1000, help="update period of FAKE PVs in ms")
+    add("--service-id", help="identifies this forwarder in status messages (default: its PID)")
+    add("--log-file", help="append log lines to this file instead of stderr")
+    add(
+        "-v",
+        "--verbosity",
+        default="Info",
+        help="Trace, Debug, Info, Warning, Error or Critical",
+    )
+    for role in ("output-broker", "config-topic", "status-topic", "storage-topic"):
+        add(f"--{role}-sasl-password", help=f"SASL password for --{role}")
+    add("--ssl-ca-cert-file", help="CA certificate file for SASL_SSL connections")
+    add("--grafana-carbon-address", help="host:port of a Graphite/carbon server for metrics")
+    add("--grafana-metric-prefix", help="prefix of the metric names sent to Graphite")
+    add(
+        "--statistics-update-interval",
+        type=float,
+        default=10.0,
+        help="seconds between metric reports to Graphite",
+    )
+    add("--prometheus-port", type=int, help="serve Prometheus metrics on this port")
+    return parser
+
+
+def parse_settings(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Parse and validate; raise SettingsError, or SystemExit for --help/--version/usage."""
+    parser = build_parser()
+    args = parser.parse_args(args=argv, env_vars=os.environ if env is None else env)
+    return _validate(args)
+
+
+def _uri(role: str, text: str, need_topic: bool) -> KafkaUri:
+    try:
+        uri = parse_uri(text)
+    except UriError as error:
+        raise SettingsError(f"--{role}: {error}") from None
+    if need_topic and not uri.topic:
+        raise SettingsError(f"--{role}: no topic in {text!r} (expected host:port/topic)")
+    return uri
+
+
+def _config(role: str, uri: KafkaUri, password: str | None, ca_file: str | None) -> dict:
+    try:
+        return kafka_config(uri, password, ca_file)
+    except UriError as error:
+        raise SettingsError(f"--{role}: {error} (set --{role}-sasl-password)") from None
+
+
+def _positive(option: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise SettingsError(f"--{option} must be positive, got {value}")
+
+
+def _validate(args) -> Settings:
+    ca = args.ssl_ca_cert_file
+    config_uri = _uri("config-topic", args.config_topic, need_topic=True)
+    status_uri = _uri("status-topic", args.status_topic, need_topic=True)
+    output_uri = _uri("output-broker", args.output_broker, need_topic=False)
+    storage_uri = (
+        _uri("storage-topic", args.storage_topic, need_topic=True) if args.storage_topic else None
+    )
+    try:
+        level = verbosity_level(args.verbosity)
+    except ValueError as error:
+        raise SettingsError(f"--verbosity: {error}") from None
+    _positive("pv-update-period", args.pv_update_period)
+    _positive("fake-pv-period", args.fake_pv_period)
+    _positive("statistics-update-interval", args.statistics_update_interval)
+    if args.prometheus_port is not None and not 0 < args.prometheus_port < 65536:
+        raise SettingsError(f"--prometheus-port out of range: {args.prometheus_port}")
+    if args.grafana_carbon_address and not _HOST_PORT.match(args.grafana_carbon_address):
+        raise SettingsError(
+            f"--grafana-carbon-address: expected host:port, got {args.grafana_carbon_address!r}"
+        )
+    return Settings(
+        config_kafka=_config("config-topic", config_uri, args.config_topic_sasl_password, ca),
+        config_topic=config_uri.topic,
+        status_kafka=_config("status-topic", status_uri, args.status_topic_sasl_password, ca),
+        status_topic=status_uri.topic,
+        output_kafka=_config("output-broker", output_uri, args.output_broker_sasl_password, ca),
+        storage_kafka=(
+            _config("storage-topic", storage_uri, args.storage_topic_sasl_password, ca)
+            if storage_uri
+            else None
+        ),
+        storage_topic=storage_uri.topic if storage_uri else None,
+        skip_retrieval=bool(args.skip_retrieval),
+        pv_update_period_ms=args.pv_update_period,
+        fake_pv_period_ms=args.fake_pv_period,
+        service_id=args.service_id or str(os.getpid()),
+        log_file=args.log_file,
+        log_level=level,
+        grafana_carbon_address=args.grafana_carbon_address,
+        grafana_metric_prefix=args.grafana_metric_prefix,
+        statistics_update_interval_s=args.statistics_update_interval,
+        prometheus_port=args.prometheus_port,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``forwarder`` command; returns the process exit code."""
+    try:
+        settings = parse_settings(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+    except SettingsError as error:
+        print(f"forwarder: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    from forwarder.logging_setup import setup_logging
+
+    try:
+        setup_logging(settings.log_level, settings.log_file)
+    except OSError as error:
+        print(f"forwarder: error: cannot open --log-file: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    from forwarder.app import run
+
+    return run(settings)

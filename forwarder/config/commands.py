@@ -1,0 +1,182 @@
+"""fc00 configuration messages: decoding, validation, and applying them to the streams.
+
+Anything can arrive on the config topic. A message that cannot be decoded is logged and
+dropped; an invalid stream inside a good message is logged by name and skipped while the
+valid streams of that message still apply. What is configured keeps running either way.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from streaming_data_types.fbschemas.forwarder_config_update_fc00.Protocol import (
+    Protocol as Fc00Protocol,
+)
+from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
+from streaming_data_types.forwarder_config_update_fc00 import deserialise_fc00
+
+from forwarder.config.streams import StreamPattern, StreamSpec
+from forwarder.serialise import valid_schemas
+
+log = logging.getLogger(__name__)
+
+SCHEMA_ID = b"fc00"
+PROTOCOL_NAMES = {Fc00Protocol.PVA: "PVA", Fc00Protocol.CA: "CA", Fc00Protocol.FAKE: "FAKE"}
+PROTOCOL_NUMBERS = {name: number for number, name in PROTOCOL_NAMES.items()}
+
+
+class CommandKind(enum.Enum):
+    ADD = UpdateType.ADD
+    REMOVE = UpdateType.REMOVE
+    REMOVE_ALL = UpdateType.REMOVEALL
+    REPLACE = UpdateType.REPLACE
+
+
+@dataclass(frozen=True)
+class Command:
+    """A decoded, validated config change: ``specs`` for ADD/REPLACE, ``patterns`` for REMOVE."""
+
+    kind: CommandKind
+    specs: tuple[StreamSpec, ...] = ()
+    patterns: tuple[StreamPattern, ...] = ()
+
+
+def describe(stream) -> str:
+    """A stream as a log line shows it, whatever fields it has."""
+    protocol = getattr(stream, "protocol", "")
+    protocol = PROTOCOL_NAMES.get(protocol, protocol)
+    return f"channel={stream.channel!r} schema={stream.schema!r} topic={stream.topic!r}" + (
+        f" protocol={protocol!s}" if protocol != "" else ""
+    )
+
+
+def parse_command(payload: bytes | None, origin: str = "config message") -> Command | None:
+    """Decode and validate one fc00 message; None (after logging why) if nothing can apply."""
+    if payload is None or len(payload) < 8:
+        log.warning("Ignoring %s: too short to be fc00 (%d bytes)", origin, len(payload or b""))
+        return None
+    schema_id = bytes(payload[4:8])
+    if schema_id != SCHEMA_ID:
+        log.warning("Ignoring %s with schema id %r (expected fc00)", origin, schema_id)
+        return None
+    try:
+        update = deserialise_fc00(payload)
+        change = update.config_change
+        streams = list(update.streams)
+    except Exception as error:  # corrupt FlatBuffers raise anything from struct to unicode
+        log.warning("Ignoring %s: malformed fc00 (%s: %s)", origin, type(error).__name__, error)
+        return None
+    try:
+        kind = CommandKind(change)
+    except ValueError:
+        log.warning("Ignoring %s: unknown fc00 update type %r", origin, change)
+        return None
+    if kind is CommandKind.REMOVE_ALL:
+        return Command(kind)
+    if kind is CommandKind.REMOVE:
+        patterns = tuple(p for p in (_pattern(s, origin) for s in streams) if p is not None)
+        if not patterns:
+            log.warning("Ignoring REMOVE %s: no usable stream selector", origin)
+            return None
+        return Command(kind, patterns=patterns)
+    specs = tuple(s for s in (_spec(s, origin) for s in streams) if s is not None)
+    if kind is CommandKind.ADD and not specs:
+        log.warning("Ignoring ADD %s: no valid streams", origin)
+        return None
+    return Command(kind, specs=tuple(dict.fromkeys(specs)))
+
+
+def _spec(stream, origin: str) -> StreamSpec | None:
+    protocol = PROTOCOL_NAMES.get(stream.protocol)
+    problem = None
+    if not stream.channel:
+        problem = "empty channel name"
+    elif not stream.topic:
+        problem = "empty topic"
+    elif protocol is None:
+        problem = f"unknown protocol {stream.protocol!r}"
+    elif stream.schema not in valid_schemas(protocol):
+        problem = f"schema {stream.schema!r} is not valid for {protocol}"
+    if problem:
+        log.warning("Skipping stream in %s (%s): %s", origin, describe(stream), problem)
+        return None
+    return StreamSpec(stream.channel, stream.schema, stream.topic, protocol, bool(stream.periodic))
+
+
+def _pattern(stream, origin: str) -> StreamPattern | None:
+    pattern = StreamPattern(stream.channel or "", stream.schema or "", stream.topic or "")
+    if not (pattern.channel or pattern.schema or pattern.topic):
+        log.warning("Skipping REMOVE selector in %s: channel, schema and topic all empty", origin)
+        return None
+    return pattern
+
+
+class Streams(Protocol):
+    """What the controller needs of the stream manager."""
+
+    def add(self, spec: StreamSpec) -> bool: ...
+
+    def remove(self, pattern: StreamPattern) -> list[StreamSpec]: ...
+
+    def remove_all(self) -> list[StreamSpec]: ...
+
+    def specs(self) -> list[StreamSpec]: ...
+
+
+ChangeListener = Callable[[list[StreamSpec]], None]
+
+
+class ConfigController:
+    """Applies commands one at a time and tells listeners (storage, status) the new config.
+
+    Everything runs under one lock, so a REPLACE is atomic for anyone reading ``specs()``,
+    and listeners are told in the order the commands were applied.
+    """
+
+    def __init__(self, streams: Streams, listeners: Iterable[ChangeListener] = ()):
+        self._streams = streams
+        self._listeners = list(listeners)
+        self._lock = threading.RLock()
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def specs(self) -> list[StreamSpec]:
+        with self._lock:
+            return list(self._streams.specs())
+
+    def handle_message(self, payload: bytes | None, origin: str = "config message") -> bool:
+        """Decode and apply one message; True if it was accepted."""
+        command = parse_command(payload, origin)
+        return command is not None and self.apply(command)
+
+    def apply(self, command: Command, notify: bool = True) -> bool:
+        with self._lock:
+            if command.kind in (CommandKind.REMOVE_ALL, CommandKind.REPLACE):
+                removed = self._streams.remove_all()
+                log.info("%s: removed all %d streams", command.kind.name, len(removed))
+            for pattern in command.patterns:
+                removed = self._streams.remove(pattern)
+                if removed:
+                    for spec in removed:
+                        log.info("Removed stream %s", describe(spec))
+                else:
+                    log.info("REMOVE matched no stream: %s", describe(pattern))
+            for spec in command.specs:
+                if self._streams.add(spec):
+                    log.info("Added stream %s periodic=%s", describe(spec), spec.periodic)
+                else:
+                    log.info("Stream already configured: %s", describe(spec))
+            if notify:
+                current = list(self._streams.specs())
+                for listener in self._listeners:
+                    try:
+                        listener(current)
+                    except Exception:
+                        log.exception("Failed to report the new configuration")
+        return True

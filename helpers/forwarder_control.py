@@ -1,0 +1,354 @@
+"""Test-side client of a running forwarder: send fc00 commands, read its x5f2 status.
+
+Commands are built with ``streaming_data_types.serialise_fc00`` and produced with
+kafka-python, so the test never shares code with the forwarder's own Kafka layer. Topics are
+read with confluent-kafka's consumer, which (unlike kafka-python without the lz4 package)
+decodes the lz4-compressed batches the forwarder produces.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer
+from confluent_kafka import TopicPartition as CkTopicPartition
+from kafka import KafkaProducer
+from streaming_data_types.fbschemas.forwarder_config_update_fc00.Protocol import Protocol
+from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
+from streaming_data_types.forwarder_config_update_fc00 import StreamInfo, serialise_fc00
+
+from helpers.flatbuffers_helpers import X5f2, decode, schema_id
+from helpers.polling import wait_until
+
+PROTOCOLS = {"PVA": Protocol.PVA, "CA": Protocol.CA, "FAKE": Protocol.FAKE}
+_PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream as a test writes it: Stream("T1:DOUBLE", "f144", topic, "CA")."""
+
+    channel: str
+    schema: str
+    topic: str
+    protocol: str = "CA"
+    periodic: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """(channel, protocol, topic, schema), as the forwarder's status lists streams."""
+        return (self.channel, self.protocol, self.topic, self.schema)
+
+    def info(self) -> StreamInfo:
+        return StreamInfo(
+            self.channel, self.schema, self.topic, PROTOCOLS[self.protocol], int(self.periodic)
+        )
+
+
+def fc00(update_type: int, streams: Iterable[Stream] = ()) -> bytes:
+    return serialise_fc00(update_type, [s.info() for s in streams])
+
+
+def status_streams(status: X5f2) -> set[tuple[str, str, str, str]]:
+    """The (channel, protocol, topic, schema) set a status message lists."""
+    out = set()
+    for entry in status.streams():
+        protocol = entry.get("protocol", "")
+        if isinstance(protocol, int):
+            protocol = _PROTOCOL_NAMES.get(protocol, str(protocol))
+        out.add(
+            (
+                entry.get("channel_name", entry.get("channel", "")),
+                str(protocol).upper(),
+                entry.get("output_topic", entry.get("topic", "")),
+                entry.get("schema", ""),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    kafka_timestamp_ms: int
+    received: float  # time.time() when the test read it
+    status: X5f2
+
+    @property
+    def streams(self) -> set[tuple[str, str, str, str]]:
+        return status_streams(self.status)
+
+
+class ForwarderControl:
+    """Commands to one forwarder's config topic and a reader of its status topic."""
+
+    def __init__(self, bootstrap: str, config_topic: str, status_topic: str):
+        self.bootstrap = bootstrap
+        self.config_topic = config_topic
+        self.status_topic = status_topic
+        self._producer: KafkaProducer | None = None
+        self._consumer: PartitionReader | None = None
+        self.statuses: list[StatusRecord] = []
+        self.non_status: list[bytes] = []  # anything on the status topic that is not x5f2
+        self.sent: list[tuple[float, bytes]] = []  # (time.time() after ack, payload)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _get_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        return self._producer
+
+    def send_raw(self, payload: bytes) -> float:
+        """Produce ``payload`` to the config topic, wait for the ack; returns the ack time."""
+        self._get_producer().send(self.config_topic, value=bytes(payload)).get(timeout=30)
+        sent_at = time.time()
+        self.sent.append((sent_at, bytes(payload)))
+        return sent_at
+
+    def add(self, streams: Iterable[Stream]) -> float:
+        return self.send_raw(fc00(UpdateType.ADD, list(streams)))
+
+    def remove(self, channel: str = "", schema: str = "", topic: str = "") -> float:
+        """REMOVE every stream matching the pattern (empty fields match anything)."""
+        return self.send_raw(fc00(UpdateType.REMOVE, [Stream(channel, schema, topic)]))
+
+    def remove_all(self) -> float:
+        return self.send_raw(fc00(UpdateType.REMOVEALL))
+
+    def replace(self, streams: Iterable[Stream]) -> float:
+        return self.send_raw(fc00(UpdateType.REPLACE, list(streams)))
+
+    # -- status -------------------------------------------------------------------------------
+
+    def _get_consumer(self) -> PartitionReader:
+        if self._consumer is None:
+            self._consumer = PartitionReader(self.bootstrap, self.status_topic)
+        return self._consumer
+
+    def poll_status(self, timeout_ms: int = 100) -> list[StatusRecord]:
+        """Read what arrived on the status topic since the last poll; returns the new ones."""
+        new: list[StatusRecord] = []
+        now = time.time()
+        for _, timestamp_ms, _, payload in self._get_consumer().poll(timeout_ms / 1000):
+            if payload is None or schema_id(payload) != "x5f2":
+                self.non_status.append(payload)
+                continue
+            new.append(StatusRecord(timestamp_ms, now, decode(payload)))
+        self.statuses.extend(new)
+        return new
+
+    def latest_status(self) -> X5f2 | None:
+        """The newest x5f2 read so far (after a poll), decoded with ``.status`` parsed."""
+        self.poll_status()
+        return self.statuses[-1].status if self.statuses else None
+
+    def wait_for_status(
+        self,
+        predicate: Callable[[StatusRecord], bool] = lambda r: True,
+        *,
+        timeout: float,
+        what: str = "a status message",
+        since_ms: int | None = None,
+    ) -> StatusRecord:
+        """Wait for a status record (Kafka timestamp >= ``since_ms`` if given) to match."""
+
+        def found():
+            self.poll_status()
+            for record in self.statuses:
+                if since_ms is not None and record.kafka_timestamp_ms < since_ms:
+                    continue
+                if predicate(record):
+                    return record
+            return None
+
+        return wait_until(found, timeout=timeout, what=what, seen=self._seen, interval=0.02)
+
+    def wait_for_streams(
+        self,
+        expected: Iterable[tuple[str, str, str, str]] | Iterable[Stream],
+        timeout: float = 15.0,
+        *,
+        since_ms: int | None = None,
+    ) -> StatusRecord:
+        """Wait until the newest status lists exactly ``expected`` (channel, protocol, topic,
+        schema) tuples (or Streams). Only statuses newer than ``since_ms`` count if given."""
+        want = {s.key if isinstance(s, Stream) else tuple(s) for s in expected}
+
+        def found():
+            self.poll_status()
+            candidates = [
+                r for r in self.statuses if since_ms is None or r.kafka_timestamp_ms >= since_ms
+            ]
+            if candidates and candidates[-1].streams == want:
+                return candidates[-1]
+            return None
+
+        return wait_until(
+            found,
+            timeout=timeout,
+            what=f"a status listing exactly {sorted(want)}",
+            seen=self._seen,
+            interval=0.02,
+        )
+
+    def _seen(self) -> str:
+        if not self.statuses:
+            return f"no x5f2 on {self.status_topic} ({len(self.non_status)} other messages)"
+        last = self.statuses[-1]
+        return (
+            f"{len(self.statuses)} statuses; newest at {last.kafka_timestamp_ms} lists "
+            f"{sorted(last.streams)}"
+        )
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+class PartitionReader:
+    """Partition 0 of one topic from its beginning, with confluent-kafka (no group commits)."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.topic = topic
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"test-reader-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+            }
+        )
+        self._consumer.assign([CkTopicPartition(topic, 0, OFFSET_BEGINNING)])
+
+    def poll(self, timeout_s: float) -> list[tuple[int, int, bytes | None, bytes | None]]:
+        """(offset, timestamp ms, key, value) of what arrived, in offset order."""
+        out = []
+        for message in self._consumer.consume(num_messages=1000, timeout=timeout_s):
+            if message.error() is not None:
+                continue  # transient (e.g. partition not ready yet); the next poll retries
+            out.append((message.offset(), message.timestamp()[1], message.key(), message.value()))
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    offset: int
+    kafka_timestamp_ms: int
+    key: bytes | None
+    payload: bytes | None
+    message: object  # decoded with helpers.flatbuffers_helpers.decode
+
+    @property
+    def value(self) -> bytes | None:  # so flatbuffers_helpers.payload_of works on it
+        return self.payload
+
+
+class OutputReader:
+    """Everything on one topic (partition 0) from the beginning, decoded, with waits."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.records: list[OutputRecord] = []
+        self._consumer = PartitionReader(bootstrap, topic)
+
+    def poll(self, timeout_ms: int = 100) -> list[OutputRecord]:
+        new = [
+            OutputRecord(offset, ts, key, value, decode(value))
+            for offset, ts, key, value in self._consumer.poll(timeout_ms / 1000)
+        ]
+        new.sort(key=lambda r: r.offset)
+        self.records.extend(new)
+        return new
+
+    def mark(self) -> int:
+        """Index of the next record; pass to ``messages(since=...)`` to see only later ones."""
+        self.poll(timeout_ms=0)
+        return len(self.records)
+
+    def messages(
+        self, schema: str | None = None, source: str | None = None, since: int = 0
+    ) -> list:
+        out = []
+        for record in self.records[since:]:
+            m = record.message
+            if schema is not None and getattr(m, "schema", None) != schema:
+                continue
+            if source is not None and getattr(m, "source", None) != source:
+                continue
+            out.append(m)
+        return out
+
+    def wait_for(self, condition: Callable[[], object], *, timeout: float, what: str):
+        """Poll the topic until ``condition()`` (which looks at this reader) is truthy."""
+
+        def check():
+            self.poll(timeout_ms=50)
+            return condition()
+
+        return wait_until(
+            check, timeout=timeout, what=f"{what} on {self.topic}", seen=self.seen, interval=0.0
+        )
+
+    def wait_for_count(
+        self,
+        count: int,
+        *,
+        schema: str | None = None,
+        source: str | None = None,
+        since: int = 0,
+        timeout: float = 15.0,
+        what: str | None = None,
+    ) -> list:
+        """Wait until at least ``count`` matching messages arrived; return all matching."""
+        label = what or f"{count} {schema or 'any'} message(s) from {source or 'any source'}"
+
+        def enough():
+            found = self.messages(schema, source, since)
+            return found if len(found) >= count else None
+
+        return self.wait_for(enough, timeout=timeout, what=label)
+
+    def wait_for_message(
+        self,
+        predicate: Callable[[object], bool],
+        *,
+        since: int = 0,
+        timeout: float = 15.0,
+        what: str,
+    ):
+        """Wait for the first message (from index ``since``) satisfying ``predicate``."""
+
+        def first():
+            for record in self.records[since:]:
+                if predicate(record.message):
+                    return record.message
+            return None
+
+        return self.wait_for(first, timeout=timeout, what=what)
+
+    def seen(self) -> str:
+        from helpers.flatbuffers_helpers import describe
+
+        lines = [describe(r.message) for r in self.records]
+        if len(lines) > 30:
+            lines = lines[:10] + [f"... {len(lines) - 20} more ..."] + lines[-10:]
+        return f"{len(self.records)} records: " + "; ".join(lines)
+
+    def close(self) -> None:
+        self._consumer.close()

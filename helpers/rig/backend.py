@@ -1,0 +1,48 @@
+"""Choosing the backend (local processes or docker) and the forwarder build under test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from helpers.rig.api import Rig
+
+
+@dataclass(frozen=True)
+class Choice:
+    backend: str  # "local" or "docker"
+    reason: str
+
+
+def docker_engine_status() -> tuple[bool, str]:
+    """Whether a Docker engine answers (and the docker backend is available), and why not."""
+    try:
+        from helpers.rig.engine import engine_available
+    except ImportError as exc:
+        return False, f"the docker backend is not installed ({exc})"
+    return engine_available()
+
+
+def choose_backend(requested: str) -> Choice:
+    if requested == "local":
+        return Choice("local", "--backend local was given")
+    ok, why = docker_engine_status()
+    if requested == "docker":
+        if not ok:
+            raise RuntimeError(f"--backend docker was given, but {why}")
+        return Choice("docker", "--backend docker was given")
+    if ok:
+        return Choice("docker", f"a Docker engine answers ({why})")
+    return Choice("local", f"no Docker engine answers ({why})")
+
+
+def make_rig(choice: Choice, *, local_build: Path | None, kafka_bootstrap: str | None) -> Rig:
+    """The rig for ``choice``. ``local_build`` None means: the containerised forwarder on the
+    docker backend, and our own ./build (made here if needed) on the local one."""
+    if choice.backend == "docker":
+        from helpers.rig.docker_backend import DockerRig
+
+        return DockerRig(forwarder_build=local_build, kafka_bootstrap=kafka_bootstrap)
+    from helpers.rig.local import LocalRig
+
+    return LocalRig(forwarder_build=local_build, kafka_bootstrap=kafka_bootstrap)

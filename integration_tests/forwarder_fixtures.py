@@ -1,0 +1,170 @@
+"""Per-configuration forwarder fixtures and the small test-side tools the scenarios share.
+
+conftest.py does ``from integration_tests.forwarder_fixtures import *``, so every fixture
+here is available to all scenario files. Each forwarder fixture starts one forwarder through
+the lead's ``forwarder_factory`` with an ini file from config-files/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from helpers.forwarder_control import ForwarderControl, OutputReader, Stream
+from helpers.rig.paths import CONFIG_FILES
+
+PROTOCOLS = ("CA", "PVA")
+
+__all__ = [
+    "PROTOCOLS",
+    "Stream",
+    "ini_file",
+    "epics_read",
+    "epics_write",
+    "storage_topic",
+    "forwarder_idle_updates",
+    "forwarder_storage",
+    "forwarder_skip_retrieval",
+    "forwarder_sasl_plain",
+    "forwarder_sasl_scram",
+    "control_factory",
+    "control",
+    "outputs",
+]
+
+
+def ini_file(name: str) -> str:
+    """``name`` if config-files/ has it; otherwise fail saying which file the rig lacks."""
+    if not (CONFIG_FILES / name).is_file():
+        pytest.fail(f"config-files/{name} is missing: the rig cannot start this forwarder")
+    return name
+
+
+# -- forwarders -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def storage_topic(topics) -> str:
+    """An empty storage topic of this test."""
+    return topics.new("storage")
+
+
+@pytest.fixture
+def forwarder_idle_updates(forwarder_factory):
+    """A forwarder re-sending periodic streams every 500 ms (pv-update-period=500)."""
+    return forwarder_factory(ini_file("forwarder_idle_updates.ini"))
+
+
+@pytest.fixture
+def forwarder_storage(forwarder_factory, storage_topic):
+    """A forwarder saving its configuration to (and restoring it from) ``storage_topic``."""
+    return forwarder_factory(ini_file("forwarder_storage.ini"), storage_topic=storage_topic)
+
+
+@pytest.fixture
+def forwarder_skip_retrieval(forwarder_factory, storage_topic):
+    """A forwarder with a storage topic that is told not to restore from it."""
+    return forwarder_factory(
+        ini_file("forwarder_storage.ini"), storage_topic=storage_topic, skip_retrieval=True
+    )
+
+
+@pytest.fixture
+def forwarder_sasl_plain(forwarder_factory):
+    """A forwarder talking to the broker's SASL listener with SASL/PLAIN."""
+    return forwarder_factory(ini_file("forwarder_sasl_plain.ini"), sasl="PLAIN")
+
+
+@pytest.fixture
+def forwarder_sasl_scram(forwarder_factory):
+    """A forwarder talking to the broker's SASL listener with SCRAM-SHA-256."""
+    return forwarder_factory(ini_file("forwarder_sasl_scram.ini"), sasl="SCRAM-SHA-256")
+
+
+# -- talking to a forwarder and reading its output --------------------------------------------
+
+
+@pytest.fixture
+def control_factory(kafka) -> Callable[..., ForwarderControl]:
+    """control_factory(forwarder) -> a ForwarderControl on its config and status topics."""
+    made: list[ForwarderControl] = []
+
+    def make(fwd) -> ForwarderControl:
+        ctl = ForwarderControl(kafka.bootstrap, fwd.spec.config_topic, fwd.spec.status_topic)
+        made.append(ctl)
+        return ctl
+
+    yield make
+    for ctl in made:
+        ctl.close()
+
+
+@pytest.fixture
+def control(forwarder, control_factory) -> ForwarderControl:
+    """The ForwarderControl of the default ``forwarder``."""
+    return control_factory(forwarder)
+
+
+@pytest.fixture
+def outputs(kafka) -> Callable[[str], OutputReader]:
+    """outputs(topic) -> an OutputReader of ``topic`` from its beginning."""
+    made: list[OutputReader] = []
+
+    def make(topic: str) -> OutputReader:
+        reader = OutputReader(kafka.bootstrap, topic)
+        made.append(reader)
+        return reader
+
+    yield make
+    for reader in made:
+        reader.close()
+
+
+# -- EPICS reads with exact timestamps --------------------------------------------------------
+
+
+def epics_read(protocol: str, network, name: str, timeout: float = 5.0) -> dict:
+    """Read ``name`` over ``protocol`` ("CA" or "PVA"): value, timestamp_ns (exact, from the
+    seconds and nanoseconds fields), severity and status."""
+    if protocol == "PVA":
+        from helpers.epics_helpers import pva_get
+
+        reading = pva_get(network, name, timeout=timeout)
+        raw = reading.raw
+        ts = int(raw["timeStamp.secondsPastEpoch"]) * 1_000_000_000 + int(
+            raw["timeStamp.nanoseconds"]
+        )
+        return {
+            "value": reading.value,
+            "timestamp_ns": ts,
+            "severity": reading.severity,
+            "status": reading.status,
+            "message": reading.message,
+        }
+    import epics
+
+    from helpers.epics_helpers import EpicsClientError, _require_ca
+
+    _require_ca()
+    pv = epics.get_pv(name, form="time", connect=True, timeout=timeout)
+    if not pv.connected:
+        raise EpicsClientError(f"CA: {name} did not connect within {timeout}s")
+    data = pv.get_with_metadata(form="time", as_numpy=True, timeout=timeout, use_monitor=False)
+    if data is None:
+        raise EpicsClientError(f"CA: get of {name} timed out after {timeout}s")
+    ts = int(data["posixseconds"]) * 1_000_000_000 + int(data["nanoseconds"])
+    return {
+        "value": data["value"],
+        "timestamp_ns": ts,
+        "severity": data["severity"],
+        "status": data["status"],
+        "message": "",
+    }
+
+
+def epics_write(name: str, value, timeout: float = 5.0) -> None:
+    """Put over CA and wait for the record to process (both CA and PVA forwarders see it)."""
+    from helpers.epics_helpers import ca_put
+
+    ca_put(name, value, timeout=timeout)

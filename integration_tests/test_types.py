@@ -1,0 +1,247 @@
+"""Every record type of the rig's IOC, forwarded as f144 and f142 over CA and PVA.
+
+Values, dtypes (the FlatBuffers union member), the PV-name source and the EPICS timestamp
+(read back over the same protocol, to the nanosecond) must all be exact. The initial value
+arrives on subscribe; later puts arrive in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from helpers.flatbuffers_helpers import describe, values_equal
+from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
+
+TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class Case:
+    suffix: str
+    initial: object
+    puts: tuple  # later values, each distinct from the one before
+    ca: tuple[str, type]  # (union member, dtype) over CA
+    pva: tuple[str, type]  # ... over PVA
+
+    def expected_type(self, protocol: str) -> tuple[str, type]:
+        return self.ca if protocol == "CA" else self.pva
+
+
+# Initial values are those of ioc/test.db. CA has no 64-bit integers (INT64 arrives as
+# double) and carries enums as 16-bit indices and chars as unsigned bytes.
+NUMERIC = (
+    Case("DOUBLE", 1.5, (2.25, -3.75), ("Double", np.float64), ("Double", np.float64)),
+    Case("FLOAT", 2.5, (3.5, -0.25), ("Float", np.float32), ("Float", np.float32)),
+    Case("SHORT", 7, (8, -9), ("Short", np.int16), ("Short", np.int16)),
+    Case("LONG", 42, (43, -100000), ("Int", np.int32), ("Int", np.int32)),
+    Case(
+        "INT64",
+        5_000_000_000,
+        (5_000_000_001, -6_000_000_000),
+        ("Double", np.float64),
+        ("Long", np.int64),
+    ),
+    Case(
+        "CHAR_WAVEFORM",
+        [104, 101, 108, 108, 111],
+        ([119, 111, 114, 108, 100, 33], [65]),
+        ("ArrayUByte", np.uint8),
+        ("ArrayByte", np.int8),
+    ),
+    Case("MBBO", 1, (2, 3), ("Short", np.int16), ("Int", np.int32)),
+    Case("BO", 0, (1, 0), ("Short", np.int16), ("Int", np.int32)),
+    Case(
+        "DOUBLE_ARRAY",
+        [1.5, 2.5, 3.5],
+        ([4.5, 5.5], [6.5, 7.5, 8.5, 9.5]),
+        ("ArrayDouble", np.float64),
+        ("ArrayDouble", np.float64),
+    ),
+    Case(
+        "FLOAT_ARRAY",
+        [0.5, 1.5, 2.5],
+        ([3.25, 4.25], [5.5, 6.5, 7.5, 8.5]),
+        ("ArrayFloat", np.float32),
+        ("ArrayFloat", np.float32),
+    ),
+    Case(
+        "LONG_ARRAY",
+        [10, 20, 30],
+        ([40, 50], [-1, -2, -3, -4]),
+        ("ArrayInt", np.int32),
+        ("ArrayInt", np.int32),
+    ),
+    Case(
+        "SHORT_ARRAY",
+        [1, 2, 3],
+        ([4, 5], [-6, -7, -8, -9]),
+        ("ArrayShort", np.int16),
+        ("ArrayShort", np.int16),
+    ),
+    Case(
+        "INT64_ARRAY",
+        [5_000_000_000, 6_000_000_000, 7_000_000_000],
+        ([8_000_000_000, 9_000_000_000], [-1, -2, -3, -4]),
+        ("ArrayDouble", np.float64),
+        ("ArrayLong", np.int64),
+    ),
+)
+
+STRINGS = (
+    Case("STRING", "hello", ("world", "again"), ("String", str), ("String", str)),
+    Case(
+        "STRING_ARRAY",
+        ("alpha", "beta", "gamma"),
+        (("delta", "epsilon"), ("zeta",) * 4),
+        ("ArrayString", str),
+        ("ArrayString", str),
+    ),
+)
+
+
+def _check(message, case: Case, protocol: str, expected_value, expected_ts: int) -> list[str]:
+    """What is wrong with ``message`` (an f144/f142 of ``case``), as readable lines."""
+    problems = []
+    value_type, dtype = case.expected_type(protocol)
+    if message.value_type != value_type:
+        problems.append(f"union type {message.value_type}, expected {value_type}")
+    if dtype is str:
+        if isinstance(expected_value, tuple):
+            ok = isinstance(message.value, tuple) and list(message.value) == list(expected_value)
+        else:
+            ok = message.value == expected_value
+    else:
+        ok = values_equal(message.value, np.asarray(expected_value, dtype=dtype), dtype)
+    if not ok:
+        problems.append(f"value {message.value!r}, expected {expected_value!r} as {dtype}")
+    if message.timestamp_ns != expected_ts:
+        problems.append(
+            f"timestamp {message.timestamp_ns}, EPICS get says {expected_ts} "
+            f"(diff {message.timestamp_ns - expected_ts} ns)"
+        )
+    return [f"{case.suffix}: {p} -- {describe(message)}" for p in problems]
+
+
+def _forward_all(protocol, schema, cases, ioc, epics_network, forwarder, control, outputs, topics):
+    """Configure every case as ``schema`` over ``protocol``; wait for each initial value.
+
+    Returns (reader, {suffix: [initial message]}).
+    """
+    topic = topics.new("data")
+    reader = outputs(topic)
+    streams = [Stream(ioc.pv(c.suffix), schema, topic, protocol) for c in cases]
+    control.add(streams)
+    control.wait_for_streams(streams, timeout=TIMEOUT)
+    for c in cases:
+        reader.wait_for_count(
+            1,
+            schema=schema,
+            source=ioc.pv(c.suffix),
+            timeout=TIMEOUT,
+            what=f"the initial {schema} of {ioc.pv(c.suffix)} over {protocol}",
+        )
+    return reader
+
+
+def _initial_values_are_exact(protocol, schema, cases, ioc, epics_network, reader):
+    problems = []
+    for c in cases:
+        name = ioc.pv(c.suffix)
+        first = reader.messages(schema, name)[0]
+        reading = epics_read(protocol, epics_network, name)
+        problems += _check(first, c, protocol, c.initial, reading["timestamp_ns"])
+    assert not problems, f"{schema} over {protocol}:\n" + "\n".join(problems)
+
+
+def _later_puts_arrive_in_order(protocol, schema, cases, ioc, epics_network, reader):
+    expected: dict[str, list[tuple[object, int]]] = {}
+    for c in cases:
+        name = ioc.pv(c.suffix)
+        expected[name] = [(c.initial, epics_read(protocol, epics_network, name)["timestamp_ns"])]
+    for step in range(2):
+        for c in cases:
+            name = ioc.pv(c.suffix)
+            value = c.puts[step]
+            epics_write(name, list(value) if isinstance(value, tuple) else value)
+            ts = epics_read(protocol, epics_network, name)["timestamp_ns"]
+            expected[name].append((value, ts))
+    problems = []
+    for c in cases:
+        name = ioc.pv(c.suffix)
+        got = reader.wait_for_count(
+            3,
+            schema=schema,
+            source=name,
+            timeout=TIMEOUT,
+            what=f"initial value and 2 puts of {name} as {schema} over {protocol}",
+        )
+        if len(got) != 3:
+            problems.append(
+                f"{c.suffix}: {len(got)} messages for 3 values: " + "; ".join(map(describe, got))
+            )
+            continue
+        for message, (value, ts) in zip(got, expected[name], strict=True):
+            problems += _check(message, c, protocol, value, ts)
+    assert not problems, f"{schema} over {protocol}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_f144_initial_value_of_every_numeric_record_type_is_exact(
+    protocol, ioc, epics_network, forwarder, control, outputs, topics
+):
+    reader = _forward_all(
+        protocol, "f144", NUMERIC, ioc, epics_network, forwarder, control, outputs, topics
+    )
+    _initial_values_are_exact(protocol, "f144", NUMERIC, ioc, epics_network, reader)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_f144_later_puts_of_every_numeric_record_type_arrive_in_order(
+    protocol, ioc, epics_network, forwarder, control, outputs, topics
+):
+    reader = _forward_all(
+        protocol, "f144", NUMERIC, ioc, epics_network, forwarder, control, outputs, topics
+    )
+    _later_puts_arrive_in_order(protocol, "f144", NUMERIC, ioc, epics_network, reader)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_f142_initial_value_of_every_record_type_including_strings_is_exact(
+    protocol, ioc, epics_network, forwarder, control, outputs, topics
+):
+    cases = NUMERIC + STRINGS
+    reader = _forward_all(
+        protocol, "f142", cases, ioc, epics_network, forwarder, control, outputs, topics
+    )
+    _initial_values_are_exact(protocol, "f142", cases, ioc, epics_network, reader)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_f142_later_puts_of_every_record_type_including_strings_arrive_in_order(
+    protocol, ioc, epics_network, forwarder, control, outputs, topics
+):
+    cases = NUMERIC + STRINGS
+    reader = _forward_all(
+        protocol, "f142", cases, ioc, epics_network, forwarder, control, outputs, topics
+    )
+    _later_puts_arrive_in_order(protocol, "f142", cases, ioc, epics_network, reader)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_f142_messages_without_alarm_carry_no_alarm_status_and_severity(
+    protocol, ioc, epics_network, forwarder, control, outputs, topics
+):
+    cases = NUMERIC + STRINGS
+    reader = _forward_all(
+        protocol, "f142", cases, ioc, epics_network, forwarder, control, outputs, topics
+    )
+    wrong = [
+        describe(m)
+        for c in cases
+        for m in reader.messages("f142", ioc.pv(c.suffix))
+        if (m.alarm_status, m.alarm_severity) != ("NO_ALARM", "NO_ALARM")
+    ]
+    assert not wrong, "f142 of records in no alarm state carry an alarm:\n" + "\n".join(wrong)

@@ -1,0 +1,192 @@
+"""CA sources against a real IOC (pythonSoftIOC subprocess serving sources_test.db).
+
+libca reads its environment once, when pyepics starts it: the module fixture sets the CA
+environment before the first CA source is started, and fails if libca is already running.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from forwarder.sources.ca import CaSourceFactory
+from forwarder.update import Alarm, ConnectionStatus, Severity
+from helpers.polling import wait_until
+from helpers.rig.processes import ManagedProcess
+from tests.sources.ports import ca_env, free_port
+from tests.sources.sources_recorder import Recorder
+
+RUN_IOC = Path(__file__).with_name("run_test_ioc.py")
+TIMEOUT = 20.0
+
+
+class TestIoc:
+    """A test IOC on its own CA port; restartable with the same prefix and port."""
+
+    __test__ = False
+
+    def __init__(self, name: str, prefix: str, port: int, repeater_port: int):
+        self.name, self.prefix = name, prefix
+        self.env = {**os.environ, **ca_env(port, repeater_port)}
+        self.process: ManagedProcess | None = None
+
+    def start(self) -> TestIoc:
+        self.process = ManagedProcess(
+            self.name, [sys.executable, str(RUN_IOC), self.prefix], env=self.env
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+@pytest.fixture(scope="module")
+def ca_setup():
+    from epics import ca
+
+    if ca.libca is not None:
+        pytest.fail("libca was started before the CA test environment was set")
+    main_port, spare_port, repeater_port = free_port(), free_port(), free_port()
+    env = ca_env(main_port, repeater_port)
+    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{main_port} 127.0.0.1:{spare_port}"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    run = uuid.uuid4().hex[:8]
+    ioc = TestIoc("ca-source-test-ioc", f"CAT{run}:", main_port, repeater_port).start()
+    spare = TestIoc("ca-source-restart-ioc", f"CAR{run}:", spare_port, repeater_port)
+    factory = CaSourceFactory()
+    try:
+        yield factory, ioc, spare
+    finally:
+        factory.close()
+        spare.stop()
+        ioc.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def subscribe(factory, name):
+    rec = Recorder()
+    source = factory.create(name, rec.on_update, rec.on_connection)
+    source.start()
+    return source, rec
+
+
+def wait_for_update(rec, what, timeout=TIMEOUT):
+    return wait_until(rec.last_update, timeout=timeout, what=what, seen=rec.snapshot)
+
+
+EXPECTED = {
+    "AI": (np.float64, 15.0),
+    "LONG": (np.int32, 42),
+    "INT64": (np.float64, 123.0),  # CA has no 64-bit integers: the IOC sends a double
+    "ENUM": (np.int16, 1),
+    "SHORT1": (np.int16, 7),  # 1-element waveform: a scalar
+    "FLOAT1": (np.float32, 2.5),
+}
+
+
+def test_ca_scalars_arrive_with_their_native_numpy_type(ca_setup):
+    factory, ioc, _ = ca_setup
+    subs = {suffix: subscribe(factory, ioc.prefix + suffix) for suffix in EXPECTED}
+    try:
+        for suffix, (np_type, expected) in EXPECTED.items():
+            source, rec = subs[suffix]
+            update = wait_for_update(rec, f"a value of {ioc.prefix}{suffix}")
+            assert rec.snapshot()[0] == ("connection", ConnectionStatus.CONNECTED), suffix
+            assert type(update.value) is np_type, suffix
+            assert update.value == expected, suffix
+    finally:
+        for source, _ in subs.values():
+            source.stop()
+
+
+def test_ca_alarm_and_timestamp_come_from_the_record(ca_setup):
+    factory, ioc, _ = ca_setup
+    source, rec = subscribe(factory, ioc.prefix + "AI")
+    try:
+        update = wait_for_update(rec, "a value of AI")
+    finally:
+        source.stop()
+    assert update.alarm == Alarm(Severity.MINOR, "HIGH", "HIGH")
+    # Processed by PINI when the IOC started: within the last minutes, in Unix-epoch ns.
+    import time
+
+    assert 0 < time.time_ns() - update.timestamp_ns < 600 * 10**9
+
+
+def test_ca_arrays_strings_and_empty_waveforms(ca_setup):
+    factory, ioc, _ = ca_setup
+    names = ["WF", "CHARWF", "STRWF", "STR", "EMPTY"]
+    subs = {n: subscribe(factory, ioc.prefix + n) for n in names}
+    try:
+        got = {n: wait_for_update(subs[n][1], f"a value of {n}").value for n in names}
+    finally:
+        for source, _ in subs.values():
+            source.stop()
+    assert got["WF"].dtype == np.float64 and got["WF"].tolist() == [1.0, 2.0, 3.0]  # NORD, not NELM
+    assert got["CHARWF"].dtype == np.uint8 and got["CHARWF"].tolist() == [104, 105]
+    assert got["STRWF"] == ("a", "b", "c")
+    assert got["STR"] == "hello"
+    assert isinstance(got["EMPTY"], np.ndarray) and got["EMPTY"].size == 0
+
+
+def test_ca_sources_of_one_pv_are_independent_and_stop_silences_them(ca_setup):
+    factory, ioc, _ = ca_setup
+    first, rec1 = subscribe(factory, ioc.prefix + "COUNTER")
+    second, rec2 = subscribe(factory, ioc.prefix + "COUNTER")
+    try:
+        wait_until(lambda: len(rec1.updates()) >= 2, timeout=TIMEOUT, what="2 counter updates")
+        wait_until(lambda: len(rec2.updates()) >= 2, timeout=TIMEOUT, what="2 counter updates")
+        assert rec2.snapshot()[0] == ("connection", ConnectionStatus.CONNECTED)
+        first.stop()
+        stopped_at = len(rec1.snapshot())
+        seen = len(rec2.updates())
+        wait_until(
+            lambda: len(rec2.updates()) >= seen + 3,
+            timeout=TIMEOUT,
+            what="3 more updates on the source still running",
+        )
+        assert len(rec1.snapshot()) == stopped_at
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_ca_pv_appearing_later_and_ioc_restart(ca_setup):
+    factory, _, spare = ca_setup
+    source, rec = subscribe(factory, spare.prefix + "COUNTER")
+    try:
+        assert rec.snapshot() == []  # nothing to connect to yet, and start() did not block
+        spare.start()
+        wait_until(lambda: len(rec.updates()) >= 2, timeout=TIMEOUT, what="counter updates")
+        assert [k for k, _ in rec.snapshot()[:2]] == ["connection", "update"]
+        spare.stop()
+        wait_until(
+            lambda: ConnectionStatus.DISCONNECTED in rec.statuses(),
+            timeout=TIMEOUT,
+            what="DISCONNECTED after the IOC stopped",
+            seen=rec.statuses,
+        )
+        rec.clear()
+        spare.start()
+        wait_until(
+            lambda: rec.updates(), timeout=60, what="an update after restart", seen=rec.snapshot
+        )
+        events = rec.snapshot()
+        assert events[0] == ("connection", ConnectionStatus.CONNECTED)
+        assert events[1][0] == "update"
+        assert events[1][1].value < 100  # the restarted counter, not a stale value
+    finally:
+        source.stop()
+        spare.stop()

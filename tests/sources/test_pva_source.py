@@ -1,0 +1,202 @@
+"""PVA sources against a real in-process p4p server (SharedPVs on isolated ports)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from p4p.nt import NTEnum, NTScalar, NTTable
+from p4p.server import Server
+from p4p.server.thread import SharedPV
+
+from forwarder.sources.pva import PvaSourceFactory
+from forwarder.update import Alarm, ConnectionStatus, Severity, Table
+from helpers.polling import wait_until
+from tests.sources.ports import free_port, pva_env
+from tests.sources.sources_recorder import Recorder
+
+TIMEOUT = 20.0
+
+
+@pytest.fixture(scope="module")
+def pva_env_vars():
+    env = pva_env(free_port(), free_port())
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def factory(pva_env_vars):
+    f = PvaSourceFactory()
+    yield f
+    f.close()
+
+
+def serve(pvs: dict[str, SharedPV]) -> Server:
+    return Server(providers=[pvs])
+
+
+def subscribe(factory, name):
+    rec = Recorder()
+    source = factory.create(name, rec.on_update, rec.on_connection)
+    source.start()
+    return source, rec
+
+
+SCALARS = {
+    "?": (True, np.bool_),
+    "b": (-5, np.int8),
+    "B": (200, np.uint8),
+    "h": (-300, np.int16),
+    "H": (60000, np.uint16),
+    "i": (-70000, np.int32),
+    "I": (4_000_000_000, np.uint32),
+    "l": (-(2**40), np.int64),
+    "L": (2**63 + 5, np.uint64),
+    "f": (2.5, np.float32),
+    "d": (1.25, np.float64),
+}
+
+
+def test_pva_scalars_follow_the_nt_type_code(factory):
+    pvs = {
+        f"T:S{i}": SharedPV(nt=NTScalar(c), initial=v)
+        for i, (c, (v, _)) in enumerate(SCALARS.items())
+    }
+    pvs["T:STR"] = SharedPV(nt=NTScalar("s"), initial="text")
+    with serve(pvs):
+        subs = {name: subscribe(factory, name) for name in pvs}
+        try:
+            for name, (_, rec) in subs.items():
+                wait_until(rec.last_update, timeout=TIMEOUT, what=f"a value of {name}")
+                assert rec.snapshot()[0] == ("connection", ConnectionStatus.CONNECTED)
+        finally:
+            for source, _ in subs.values():
+                source.stop()
+    for i, (code, (expected, np_type)) in enumerate(SCALARS.items()):
+        value = subs[f"T:S{i}"][1].last_update().value
+        assert type(value) is np_type, code
+        assert value == expected, code
+    assert subs["T:STR"][1].last_update().value == "text"
+
+
+def test_pva_arrays_enums_and_tables(factory):
+    pvs = {
+        "T:AD": SharedPV(nt=NTScalar("ad"), initial=[1.0, 2.0, 3.0]),
+        "T:AI1": SharedPV(nt=NTScalar("ai"), initial=[7]),
+        "T:AEMPTY": SharedPV(nt=NTScalar("aH"), initial=[]),
+        "T:AS": SharedPV(nt=NTScalar("as"), initial=["x", "y"]),
+        "T:ENUM": SharedPV(nt=NTEnum(), initial={"index": 1, "choices": ["a", "b"]}),
+        "T:TABLE": SharedPV(
+            nt=NTTable([("pos", "d"), ("n", "i"), ("label", "s")]),
+            initial=[{"pos": 1.5, "n": 2, "label": "p"}, {"pos": 2.5, "n": 3, "label": "q"}],
+        ),
+    }
+    with serve(pvs):
+        subs = {name: subscribe(factory, name) for name in pvs}
+        try:
+            got = {
+                name: wait_until(rec.last_update, timeout=TIMEOUT, what=f"a value of {name}").value
+                for name, (_, rec) in subs.items()
+            }
+        finally:
+            for source, _ in subs.values():
+                source.stop()
+    assert got["T:AD"].dtype == np.float64 and got["T:AD"].tolist() == [1.0, 2.0, 3.0]
+    assert type(got["T:AI1"]) is np.int32 and got["T:AI1"] == 7
+    assert isinstance(got["T:AEMPTY"], np.ndarray) and got["T:AEMPTY"].size == 0
+    assert got["T:AEMPTY"].dtype == np.uint16
+    assert got["T:AS"] == ("x", "y")
+    assert type(got["T:ENUM"]) is np.int32 and got["T:ENUM"] == 1
+    table = got["T:TABLE"]
+    assert isinstance(table, Table) and list(table.columns) == ["pos", "n", "label"]
+    assert table.columns["pos"].tolist() == [1.5, 2.5]
+    assert table.columns["n"].dtype == np.int32
+    assert table.columns["label"].tolist() == ["p", "q"]
+
+
+def test_pva_alarm_and_exact_timestamp(factory):
+    pv = SharedPV(nt=NTScalar("d"), initial=0.0)
+    with serve({"T:ALARM": pv}):
+        source, rec = subscribe(factory, "T:ALARM")
+        try:
+            wait_until(rec.last_update, timeout=TIMEOUT, what="the initial value")
+            pv.post(
+                {
+                    "value": 30.0,
+                    "alarm": {"severity": 2, "status": 3, "message": "HIHI"},
+                    "timeStamp": {"secondsPastEpoch": 1_700_000_000, "nanoseconds": 123_456_789},
+                }
+            )
+            update = wait_until(
+                lambda: next((u for u in rec.updates() if u.value == 30.0), None),
+                timeout=TIMEOUT,
+                what="the alarmed value",
+                seen=rec.snapshot,
+            )
+        finally:
+            source.stop()
+    assert update.alarm == Alarm(Severity.MAJOR, "HIHI", "HIHI")
+    assert update.timestamp_ns == 1_700_000_000_123_456_789
+
+
+def test_pva_pv_appearing_later_and_server_restart(factory):
+    source, rec = subscribe(factory, "T:LATE")
+    try:
+        pv = SharedPV(nt=NTScalar("i"), initial=1)
+        with serve({"T:LATE": pv}):
+            wait_until(rec.last_update, timeout=TIMEOUT, what="the value once served")
+            assert rec.snapshot()[0] == ("connection", ConnectionStatus.CONNECTED)
+        wait_until(
+            lambda: ConnectionStatus.DISCONNECTED in rec.statuses(),
+            timeout=TIMEOUT,
+            what="DISCONNECTED after the server stopped",
+            seen=rec.snapshot,
+        )
+        rec.clear()
+        with serve({"T:LATE": SharedPV(nt=NTScalar("i"), initial=2)}):
+            wait_until(rec.last_update, timeout=60, what="a value after restart", seen=rec.snapshot)
+        events = rec.snapshot()
+        assert events[0] == ("connection", ConnectionStatus.CONNECTED)
+        assert events[1][0] == "update" and events[1][1].value == 2
+    finally:
+        source.stop()
+
+
+def test_pva_stop_silences_one_source_and_close_all(factory):
+    pv = SharedPV(nt=NTScalar("i"), initial=0)
+    with serve({"T:COUNT": pv}):
+        first, rec1 = subscribe(factory, "T:COUNT")
+        second, rec2 = subscribe(factory, "T:COUNT")
+        try:
+            wait_until(rec1.last_update, timeout=TIMEOUT, what="first source's value")
+            wait_until(rec2.last_update, timeout=TIMEOUT, what="second source's value")
+            first.stop()
+            stopped_at = len(rec1.snapshot())
+            for n in range(1, 4):
+                pv.post(n)
+                wait_until(
+                    lambda n=n: rec2.last_update().value == n,
+                    timeout=TIMEOUT,
+                    what=f"value {n} on the running source",
+                )
+            assert len(rec1.snapshot()) == stopped_at
+            factory.close()
+            closed_at = len(rec2.snapshot())
+            pv.post(99)
+            third, rec3 = subscribe(factory, "T:COUNT")  # a closed factory refuses politely
+            assert rec3.snapshot() == []
+            third.stop()
+            assert len(rec2.snapshot()) == closed_at
+        finally:
+            first.stop()
+            second.stop()

@@ -1,0 +1,134 @@
+from types import SimpleNamespace
+
+import confluent_kafka
+from confluent_kafka import KafkaError
+
+from forwarder.kafka.consumer import ConfigConsumer, KafkaErrorLogger, KafkaTopicReader
+
+
+class FakeMessage:
+    def __init__(self, offset, value, error=None):
+        self._offset, self._value, self._error = offset, value, error
+
+    def offset(self):
+        return self._offset
+
+    def value(self):
+        return self._value
+
+    def error(self):
+        return self._error
+
+    def timestamp(self):
+        return (1, 5000 + self._offset)
+
+
+class FakeConfluentConsumer:
+    """Just enough of confluent_kafka.Consumer: one topic, partition -> list of values."""
+
+    def __init__(self, config, topic="t", data=None):
+        self.config = config
+        self.topic = topic
+        self.data = data  # None: topic does not exist
+        self.assignment = []
+        self.positions = {}
+        self.closed = False
+        self.fail_metadata = False
+
+    def list_topics(self, topic, timeout):
+        if self.fail_metadata:
+            raise confluent_kafka.KafkaException(KafkaError(KafkaError._TRANSPORT))
+        if self.data is None:
+            err = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+            return SimpleNamespace(topics={topic: SimpleNamespace(error=err, partitions={})})
+        parts = {p: object() for p in self.data}
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions=parts)})
+
+    def get_watermark_offsets(self, tp, timeout, cached):
+        assert cached is False
+        return (0, len(self.data[tp.partition]))
+
+    def assign(self, tps):
+        self.assignment = [(tp.partition, tp.offset) for tp in tps]
+        self.positions = {tp.partition: tp.offset for tp in tps}
+
+    def consume(self, num_messages, timeout):
+        out = []
+        for p, offset in list(self.positions.items()):
+            values = self.data[p]
+            while offset < len(values) and len(out) < num_messages:
+                out.append(FakeMessage(offset, values[offset]))
+                offset += 1
+            self.positions[p] = offset
+        return out
+
+    def position(self, tps):
+        return [SimpleNamespace(offset=self.positions[tp.partition]) for tp in tps]
+
+    def close(self):
+        self.closed = True
+
+
+def make(cls, data, **kwargs):
+    made = []
+
+    def factory(config):
+        made.append(FakeConfluentConsumer(config, "t", data))
+        return made[-1]
+
+    obj = cls({"bootstrap.servers": "b:1"}, "t", consumer_factory=factory, **kwargs)
+    return obj, made[0]
+
+
+def test_config_consumer_is_assigned_at_the_end_offsets_and_reads_only_new_messages():
+    consumer, fake = make(ConfigConsumer, {0: [b"old1", b"old2"], 1: [b"old3"]})
+    assert fake.config["group.id"].startswith("forwarder-")
+    assert fake.config["enable.auto.commit"] is False
+    assert consumer.try_assign()
+    assert fake.assignment == [(0, 2), (1, 1)]
+    assert consumer.poll(0.1) == []
+    fake.data[0].append(b"new")
+    assert consumer.poll(0.1) == [b"new"]
+
+
+def test_config_consumer_retries_until_the_topic_exists(caplog):
+    clock = SimpleNamespace(now=0.0)
+    consumer, fake = make(ConfigConsumer, None, clock=lambda: clock.now, retry_interval_s=1.0)
+    assert not consumer.try_assign()
+    assert "does not exist yet" in caplog.text
+    fake.data = {0: []}
+    assert not consumer.try_assign()  # too soon to retry
+    clock.now = 1.0
+    assert consumer.try_assign() and consumer.assigned
+
+
+def test_config_consumer_survives_an_unreachable_broker(caplog):
+    consumer, fake = make(ConfigConsumer, {0: []})
+    fake.fail_metadata = True
+    assert not consumer.try_assign()
+    assert "Cannot reach config topic t" in caplog.text
+
+
+def test_topic_reader_reads_ranges_with_timestamps():
+    reader, _fake = make(KafkaTopicReader, {0: [b"a", b"b", b"c"]})
+    assert reader.partitions(1) == {0: (0, 3)}
+    got = reader.read(0, 1, 3, deadline=float("inf"))
+    assert [(m.offset, m.value, m.timestamp_ms) for m in got] == [(1, b"b", 5001), (2, b"c", 5002)]
+
+
+def test_topic_reader_missing_topic():
+    reader, _fake = make(KafkaTopicReader, None)
+    assert reader.partitions(1) is None
+
+
+def test_error_logger_logs_auth_failures_at_error_once_per_period(caplog):
+    clock = SimpleNamespace(now=0.0)
+    logger = KafkaErrorLogger("config-topic", repeat_s=30, clock=lambda: clock.now)
+    error = KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: bad password")
+    logger(error)
+    logger(error)
+    clock.now = 31
+    logger(error)
+    records = [r for r in caplog.records if "authentication failed" in r.getMessage()]
+    assert len(records) == 2 and all(r.levelname == "ERROR" for r in records)
+    assert "bad password" in records[0].getMessage()

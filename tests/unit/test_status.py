@@ -1,0 +1,74 @@
+import json
+
+from streaming_data_types.status_x5f2 import deserialise_x5f2
+
+import forwarder
+from forwarder.config.streams import StreamSpec
+from forwarder.status.reporter import StatusReporter, status_json
+
+from .fakes_control import FakeSink
+
+SPECS = [
+    StreamSpec("SIM:B", "f142", "t2", "PVA", True),
+    StreamSpec("SIM:A", "f144", "t1", "CA"),
+]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def reporter(sink, clock, specs=SPECS):
+    return StatusReporter(
+        sink, "status", "fwd-7", lambda: list(specs), clock=clock, host_name="h", process_id=42
+    )
+
+
+def test_status_json_lists_every_stream():
+    assert json.loads(status_json(SPECS)) == {
+        "streams": [
+            {"channel_name": "SIM:A", "protocol": "CA", "output_topic": "t1", "schema": "f144"},
+            {"channel_name": "SIM:B", "protocol": "PVA", "output_topic": "t2", "schema": "f142"},
+        ]
+    }
+    assert json.loads(status_json([])) == {"streams": []}
+
+
+def test_message_fields():
+    sink = FakeSink()
+    reporter(sink, Clock()).send()
+    ((topic, key, value, _ts),) = sink.messages
+    assert topic == "status" and key is None
+    status = deserialise_x5f2(value)
+    assert status.software_name == "forwarder"
+    assert status.software_version == forwarder.__version__
+    assert (status.service_id, status.host_name, status.process_id) == ("fwd-7", "h", 42)
+    assert status.update_interval == 4000
+    assert json.loads(status.status_json) == json.loads(status_json(SPECS))
+
+
+def test_tick_sends_first_at_once_then_every_interval():
+    sink, clock = FakeSink(), Clock()
+    r = reporter(sink, clock)
+    assert r.tick()
+    clock.now += 3.9
+    assert not r.tick()
+    clock.now += 0.1
+    assert r.tick()
+    assert len(sink.messages) == 2
+
+
+def test_change_sends_at_once_with_the_new_config_and_restarts_the_period():
+    sink, clock = FakeSink(), Clock()
+    r = reporter(sink, clock)
+    r.tick()
+    clock.now += 2
+    r([SPECS[0]])
+    streams = json.loads(deserialise_x5f2(sink.values()[-1]).status_json)["streams"]
+    assert [s["channel_name"] for s in streams] == ["SIM:B"]
+    clock.now += 3
+    assert not r.tick()
