@@ -5,7 +5,9 @@
 # wheels on the host, then builds this with --build-arg BASE_IMAGE=forwarder-rig/debian-base:bookworm.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
-LABEL org.forwarder-rig.suite=1
+# Images carry org.forwarder-rig.image (what `docker_clean --images` removes), never the
+# suite label: a container is the suite's only when the rig labels it at run time.
+LABEL org.forwarder-rig.image=1
 
 RUN python3 -m venv /opt/forwarder
 ENV PATH=/opt/forwarder/bin:$PATH PYTHONUNBUFFERED=1

@@ -3,7 +3,8 @@
 #   1. the Debian base (debootstrap + docker import; once, then reused),
 #   2. the wheels of the forwarder and the IOC, on the host (rebuilt only when pins change),
 #   3. forwarder-rig/kafka (Kafka's Maven jars from the host cache + Debian's Java 17),
-#   4. forwarder-rig/ioc, 5. forwarder-rig/forwarder:<git rev>[-dirty] (also :latest).
+#   4. forwarder-rig/ioc, 5. forwarder-rig/forwarder:<git rev>[-dirty] (also :latest;
+#      FORWARDER_IMAGE overrides the first tag).
 # Layers are ordered so a second run rebuilds only what changed. Each step prints its time.
 #
 # Usage: docker/build_images.sh [kafka|ioc|forwarder ...]   (default: all)
@@ -25,6 +26,10 @@ timed() {  # timed LABEL CMD...: run CMD, then say how long it took
     "$@"
     echo "build_images: $label took $((SECONDS - start))s"
 }
+
+# Two test sessions starting at once build one after the other, not over each other's wheels.
+exec 9>"${TMPDIR:-/tmp}/forwarder-rig-build-images.lock"
+flock 9
 
 if ! timeout 5 docker info >/dev/null 2>&1; then
     echo "build_images: no Docker engine answers (as root: docker/ensure_engine.sh)" >&2
@@ -62,9 +67,12 @@ for target in "${targets[@]}"; do
         ;;
     forwarder)
         timed "forwarder wheels" "$PYTHON" "$REPO/docker/build_wheels.py" forwarder
-        rev="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo nogit)"
-        if [ -n "$(git -C "$REPO" status --porcelain 2>/dev/null)" ]; then rev="$rev-dirty"; fi
-        timed "forwarder-rig/forwarder:$rev" build "forwarder-rig/forwarder:$rev" \
+        if [ -z "${FORWARDER_IMAGE:-}" ]; then
+            rev="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo nogit)"
+            if [ -n "$(git -C "$REPO" status --porcelain 2>/dev/null)" ]; then rev="$rev-dirty"; fi
+            FORWARDER_IMAGE="forwarder-rig/forwarder:$rev"
+        fi
+        timed "$FORWARDER_IMAGE" build "$FORWARDER_IMAGE" \
             "$REPO/Dockerfile" "$REPO" -t forwarder-rig/forwarder:latest
         ;;
     *)

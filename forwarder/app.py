@@ -45,9 +45,36 @@ class Parts:
     extra_producers: list[Any] = field(default_factory=list)
 
 
-def build_parts(settings: Settings) -> Parts:
+class StopRequest:
+    """Whether and why the forwarder should stop; set from signal handlers and Kafka threads.
+
+    A ``fail`` (e.g. a wrong Kafka password) stops it like a signal but makes the exit code
+    non-zero, so a misconfigured forwarder ends visibly instead of retrying forever.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.failure: str | None = None
+        self._lock = threading.Lock()
+
+    def fail(self, reason: str) -> None:
+        with self._lock:
+            first = self.failure is None
+            if first:
+                self.failure = reason
+        if first:
+            log.critical("Stopping the forwarder: %s", reason)
+        self.event.set()
+
+
+def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> Parts:
     """The real parts: Kafka producers and consumers, EPICS source factories, the manager."""
-    from forwarder.kafka.consumer import ConfigConsumer, KafkaErrorLogger, KafkaTopicReader
+    from forwarder.kafka.consumer import (
+        LIBRDKAFKA_LOG,
+        ConfigConsumer,
+        KafkaErrorLogger,
+        KafkaTopicReader,
+    )
     from forwarder.kafka.producer import Producer
     from forwarder.manager import StreamManager
     from forwarder.metrics import Metrics
@@ -57,7 +84,11 @@ def build_parts(settings: Settings) -> Parts:
     control_metrics = Metrics()  # status/storage traffic must not count as forwarded data
 
     def producer(config: dict, role: str, producer_metrics) -> Producer:
-        return Producer({**config, "error_cb": KafkaErrorLogger(role)}, producer_metrics)
+        extra = {
+            "error_cb": KafkaErrorLogger(role, on_auth_failure=on_auth_failure),
+            "logger": LIBRDKAFKA_LOG,
+        }
+        return Producer({**config, **extra}, producer_metrics)
 
     output = producer(settings.output_kafka, "output-broker", metrics)
     status = producer(settings.status_kafka, "status-topic", control_metrics)
@@ -67,7 +98,9 @@ def build_parts(settings: Settings) -> Parts:
         storage = producer(settings.storage_kafka, "storage-topic", control_metrics)
         extra.append(storage)
         if not settings.skip_retrieval:
-            reader = KafkaTopicReader(settings.storage_kafka, settings.storage_topic)
+            reader = KafkaTopicReader(
+                settings.storage_kafka, settings.storage_topic, on_auth_failure=on_auth_failure
+            )
     factories = make_source_factories(settings.fake_pv_period_ms)
     manager = StreamManager(
         output,
@@ -76,20 +109,25 @@ def build_parts(settings: Settings) -> Parts:
         pv_update_period_ms=settings.pv_update_period_ms,
         metrics=metrics,
     )
-    consumer = ConfigConsumer(settings.config_kafka, settings.config_topic)
+    consumer = ConfigConsumer(
+        settings.config_kafka, settings.config_topic, on_auth_failure=on_auth_failure
+    )
     return Parts(metrics, output, status, storage, factories, manager, consumer, reader, extra)
 
 
 class Forwarder:
     """The control loop over already-built parts."""
 
-    def __init__(self, settings: Settings, parts: Parts, stop: threading.Event | None = None):
+    def __init__(self, settings: Settings, parts: Parts, request: StopRequest | None = None):
         self.settings = settings
         self.parts = parts
-        self.stop = stop or threading.Event()
+        self.request = request or StopRequest()
+        self.stop = self.request.event
         self.controller = ConfigController(parts.manager)
+        self.storage: ConfigStorage | None = None
         if settings.storage_topic and parts.storage_sink is not None:
-            self.controller.add_listener(ConfigStorage(parts.storage_sink, settings.storage_topic))
+            self.storage = ConfigStorage(parts.storage_sink, settings.storage_topic)
+            self.controller.add_listener(self.storage)
         self.status = StatusReporter(
             parts.status_sink, settings.status_topic, settings.service_id, self.controller.specs
         )
@@ -103,7 +141,11 @@ class Forwarder:
         try:
             specs = retrieve_config(reader, self.settings.storage_topic, RETRIEVAL_TIMEOUT_S)
             if specs:
+                # Status waits for the config consumer; storage gets the restored config again
+                # so that the newest stored message always reflects this run.
                 self.controller.apply(Command(CommandKind.ADD, specs=tuple(specs)), notify=False)
+                if self.storage is not None:
+                    self.storage(self.controller.specs())
         except Exception:
             log.exception("Restoring from the storage topic failed: starting with no streams")
         finally:
@@ -156,17 +198,35 @@ class Forwarder:
         _quietly(parts.manager, "close")
         for factory in parts.source_factories.values():
             _quietly(factory, "close")
-        for producer in [parts.output_producer, *parts.extra_producers]:
-            _quietly(producer, "close", FLUSH_TIMEOUT_S)
+        _close_producers([parts.output_producer, *parts.extra_producers], FLUSH_TIMEOUT_S)
         _quietly(parts.metrics, "stop")
         log.info("Shut down")
 
 
+def _close_producers(producers: list[Any], timeout: float) -> None:
+    """Flush and close all producers at once, so the wait is one timeout, not one each."""
+    threads = [
+        threading.Thread(
+            target=_quietly, args=(p, "close", timeout), name="close-producer", daemon=True
+        )
+        for p in producers
+    ]
+    deadline = time.monotonic() + timeout + 1.0
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        log.error("Kafka producers did not close within %.0fs", timeout)
+
+
 def _quietly(obj: Any, method: str, *args: Any) -> None:
+    started = time.monotonic()
     try:
         getattr(obj, method)(*args)
     except Exception:
         log.exception("%s.%s failed during shutdown", type(obj).__name__, method)
+    log.debug("%s.%s took %.2fs", type(obj).__name__, method, time.monotonic() - started)
 
 
 class ExitWatchdog:
@@ -209,16 +269,18 @@ def run(
     *,
     install_signals: bool = True,
     watchdog: ExitWatchdog | None = None,
+    request: StopRequest | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT; return the exit code."""
+    """Run until SIGTERM/SIGINT (exit 0) or a fatal Kafka error (exit 1)."""
     log.info("Starting forwarder %s (service id %s)", _version(), settings.service_id)
+    request = request or StopRequest()
     try:
-        parts = parts or build_parts(settings)
+        parts = parts or build_parts(settings, request.fail)
     except Exception:
         log.exception("Could not start the forwarder")
         return 1
     _start_metrics_export(settings, parts.metrics)
-    app = Forwarder(settings, parts)
+    app = Forwarder(settings, parts, request)
     previous = _install_signal_handlers(app.stop) if install_signals else {}
     try:
         app.run()
@@ -229,7 +291,7 @@ def run(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         log.info("Stopped after %.1fs of shutdown", time.monotonic() - started)
-    return 0
+    return 1 if request.failure else 0
 
 
 def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:

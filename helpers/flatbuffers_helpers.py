@@ -18,6 +18,8 @@ import numpy as np
 from streaming_data_types.alarm_al00 import deserialise_al00
 from streaming_data_types.array_1d_se00 import deserialise_se00
 from streaming_data_types.epics_connection_ep01 import deserialise_ep01
+from streaming_data_types.fbschemas.forwarder_config_update_fc00.Protocol import Protocol
+from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
 from streaming_data_types.fbschemas.logdata_f142 import LogData as f142_LogData
 from streaming_data_types.fbschemas.logdata_f142.AlarmSeverity import AlarmSeverity
 from streaming_data_types.fbschemas.logdata_f142.AlarmStatus import AlarmStatus
@@ -27,6 +29,7 @@ from streaming_data_types.fbschemas.logdata_f144.Value import Value as F144Value
 from streaming_data_types.fbschemas.sample_environment_senv.SampleEnvironmentData import (
     SampleEnvironmentData as SenvData,
 )
+from streaming_data_types.forwarder_config_update_fc00 import deserialise_fc00
 from streaming_data_types.sample_environment_senv import deserialise_senv
 from streaming_data_types.status_x5f2 import deserialise_x5f2
 from streaming_data_types.timestamps_tdct import deserialise_tdct
@@ -54,6 +57,8 @@ _F144_TYPES = _enum_names(F144Value)
 _F142_TYPES = _enum_names(F142Value)
 _F142_STATUS = _enum_names(AlarmStatus)
 _F142_SEVERITY = _enum_names(AlarmSeverity)
+_FC00_TYPES = _enum_names(UpdateType)
+_FC00_PROTOCOLS = _enum_names(Protocol)
 
 
 def schema_id(payload: bytes | bytearray | memoryview | None) -> str:
@@ -145,6 +150,22 @@ class X5f2:
             return []
         streams = self.status.get("streams", [])
         return streams if isinstance(streams, list) else []
+
+
+@dataclass(frozen=True)
+class Fc00:
+    """A config command (as the storage topic holds them)."""
+
+    update_type: str  # "ADD", "REMOVE", "REMOVEALL", "REPLACE"
+    streams: tuple[tuple[str, str, str, str, bool], ...]  # (channel, protocol, topic, schema,
+    #                                                        periodic)
+    schema: str = "fc00"
+    source: str = ""
+
+    @property
+    def keys(self) -> set[tuple[str, str, str, str]]:
+        """(channel, protocol, topic, schema) of every stream, as status_streams gives them."""
+        return {s[:4] for s in self.streams}
 
 
 @dataclass(frozen=True)
@@ -295,7 +316,23 @@ def decode_x5f2(payload: bytes) -> X5f2:
     return X5f2(*info, status=status)
 
 
+def decode_fc00(payload: bytes) -> Fc00:
+    info = deserialise_fc00(bytearray(payload))
+    streams = tuple(
+        (
+            s.channel,
+            _FC00_PROTOCOLS.get(s.protocol, str(s.protocol)),
+            s.topic,
+            s.schema,
+            bool(s.periodic),
+        )
+        for s in info.streams
+    )
+    return Fc00(_FC00_TYPES.get(info.config_change, str(info.config_change)), streams)
+
+
 _DECODERS = {
+    "fc00": decode_fc00,
     "f144": decode_f144,
     "f142": decode_f142,
     "al00": decode_al00,
@@ -396,6 +433,8 @@ def describe(message) -> str:
         return f"tdct {message.source} {message.timestamps.tolist()}"
     if isinstance(message, SampleEnv):
         return f"{message.schema} {message.source} ch={message.channel} {message.values.tolist()}"
+    if isinstance(message, Fc00):
+        return f"fc00 {message.update_type} {list(message.streams)}"
     if isinstance(message, X5f2):
         return f"x5f2 {message.service_id} {message.status_json[:200]}"
     return f"unknown {message.schema!r} {message.error}"

@@ -34,7 +34,7 @@ def _f144_values(reader, name, since=0):
 def _stopped_while_marker_flows(reader, stopped, marker_reader, marker_pv, marker_value):
     """Put to every PV in ``stopped`` (suffix -> value), then to ``marker_pv``; wait for the
     marker; return what the stopped PVs sent after the puts started."""
-    mark = len(reader.records)
+    mark = reader.mark()
     for name, value in stopped.items():
         epics_write(name, value)
     epics_write(marker_pv, marker_value)
@@ -112,6 +112,8 @@ def test_remove_with_star_and_question_mark_wildcards(ioc, forwarder, control, o
     streams = {n: Stream(pv(n), "f144", topic) for n in names}
     control.add(streams.values())
     control.wait_for_streams(streams.values(), timeout=TIMEOUT)
+    for n in names:
+        reader.wait_for_count(1, schema="f144", source=pv(n), timeout=TIMEOUT)
 
     since = control.remove(channel=pv("DOUB*"))  # DOUBLE and DOUBLE_ARRAY
     left = [streams[n] for n in ("LONG", "LONG_ARRAY", "SHORT")]
@@ -126,7 +128,7 @@ def test_remove_with_star_and_question_mark_wildcards(ioc, forwarder, control, o
 
     reader.wait_for_count(1, schema="f144", source=pv("LONG_ARRAY"), timeout=TIMEOUT)
     # LONG_ARRAY, which no pattern matched, is the positive marker.
-    mark = len(reader.records)
+    mark = reader.mark()
     epics_write(pv("DOUBLE"), 7.5)
     epics_write(pv("DOUBLE_ARRAY"), [1.0, 2.0])
     epics_write(pv("LONG"), 43)
@@ -153,9 +155,11 @@ def test_remove_by_topic_stops_every_stream_to_that_topic(ioc, forwarder, contro
     ]
     control.add(streams)
     control.wait_for_streams(streams, timeout=TIMEOUT)
+    _value_of(gone_reader, double, 1.5)
+    _value_of(gone_reader, long_, 42)
     since = control.remove(topic=gone)
     control.wait_for_streams(streams[2:], timeout=TIMEOUT, since_ms=int(since * 1000))
-    mark = len(gone_reader.records)
+    mark = gone_reader.mark()
     epics_write(long_, 43)
     epics_write(double, 8.5)
     _value_of(kept_reader, double, 8.5)
@@ -175,9 +179,11 @@ def test_remove_by_channel_and_schema_keeps_the_other_schema(
     streams = [Stream(name, "f144", topic), Stream(name, "f142", topic)]
     control.add(streams)
     control.wait_for_streams(streams, timeout=TIMEOUT)
+    _value_of(reader, name, 1.5, schema="f144")
+    _value_of(reader, name, 1.5, schema="f142")
     since = control.remove(channel=name, schema="f142")
     control.wait_for_streams(streams[:1], timeout=TIMEOUT, since_ms=int(since * 1000))
-    mark = len(reader.records)
+    mark = reader.mark()
     epics_write(name, 9.5)
     _value_of(reader, name, 9.5, since=mark, schema="f144")
     leaked = reader.messages("f142", name, since=mark)
@@ -191,6 +197,8 @@ def test_removeall_stops_everything(ioc, forwarder, control, outputs, topics):
     streams = [Stream(double, "f144", topic), Stream(long_, "f144", topic)]
     control.add(streams)
     control.wait_for_streams(streams, timeout=TIMEOUT)
+    _value_of(reader, double, 1.5)
+    _value_of(reader, long_, 42)
     since = control.remove_all()
     control.wait_for_streams([], timeout=TIMEOUT, since_ms=int(since * 1000))
     # The marker: a stream added after REMOVEALL, of a third PV.
@@ -213,10 +221,12 @@ def test_replace_swaps_the_whole_configuration(ioc, forwarder, control, outputs,
     old = [Stream(double, "f144", topic), Stream(long_, "f144", topic)]
     control.add(old)
     control.wait_for_streams(old, timeout=TIMEOUT)
+    _value_of(reader, double, 1.5)
+    _value_of(reader, long_, 42)
     new = [Stream(short, "f144", topic), Stream(long_, "f142", topic)]
     since = control.replace(new)
     control.wait_for_streams(new, timeout=TIMEOUT, since_ms=int(since * 1000))
-    mark = len(reader.records)
+    mark = reader.mark()
     epics_write(double, 5.5)
     epics_write(long_, 45)
     epics_write(short, 9)

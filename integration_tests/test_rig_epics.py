@@ -293,6 +293,14 @@ def test_two_iocs_with_same_prefix_on_different_networks_do_not_collide(_network
     assert not other.is_running() and other.returncode == 0
 
 
+def test_second_ioc_on_the_same_network_is_refused(_network, _ioc):
+    second = LocalIoc(PREFIX.replace("RIG", "SECOND"), _network)
+    with pytest.raises(RuntimeError, match="only one IOC per network"):
+        second.start()
+    assert not second.is_running()
+    assert eh.ca_get(_ioc.pv("LONG")).value == BY_SUFFIX["LONG"].initial
+
+
 def test_ioc_restart_is_a_disconnect_then_reconnect_on_ca_and_pva(_network, _ioc):
     name = _ioc.pv("DOUBLE")
     ca_mon, pva_mon = eh.ca_monitor(name), eh.pva_monitor(_network, name)

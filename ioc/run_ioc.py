@@ -30,9 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     softioc.dbLoadDatabase(db.name, str(db.parent), f"P={args.prefix}")
     dispatcher = asyncio_dispatcher.AsyncioDispatcher()
     softioc.iocInit(dispatcher, enable_pva=True)
-    ports = {k: v for k, v in os.environ.items() if k.startswith("EPICS_CAS_SERVER_PORT")}
-    ports.update({k: v for k, v in os.environ.items() if k == "EPICS_PVAS_SERVER_PORT"})
-    print(f"{READY_LINE}: prefix {args.prefix} db {db} {ports}", flush=True)
+    ca_port = os.environ.get("EPICS_CAS_SERVER_PORT", "default")
+    pva_port = os.environ.get("EPICS_PVAS_SERVER_PORT", "default")
+    print(
+        f"{READY_LINE}: prefix {args.prefix}, db {db}, CA port {ca_port}, PVA port {pva_port}",
+        flush=True,
+    )
     # Waits for SIGINT/SIGTERM, then calls epicsExit (which exits the process with 0).
     softioc.non_interactive_ioc()
     return 0

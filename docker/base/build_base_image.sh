@@ -49,7 +49,7 @@ tar -C "$rootfs" --numeric-owner -c . | docker import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV DEBIAN_FRONTEND=noninteractive' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'LABEL org.forwarder-rig.suite=1' \
+    --change 'LABEL org.forwarder-rig.image=1' \
     --change 'CMD ["/bin/bash"]' \
     - "$IMAGE"
 echo "build_base_image: built $IMAGE in $((SECONDS - start))s"

@@ -20,6 +20,7 @@ from streaming_data_types.fbschemas.forwarder_config_update_fc00.Protocol import
 from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
 from streaming_data_types.forwarder_config_update_fc00 import deserialise_fc00
 
+from forwarder.config.fc00_check import check_fc00
 from forwarder.config.streams import StreamPattern, StreamSpec
 from forwarder.serialise import valid_schemas
 
@@ -65,6 +66,7 @@ def parse_command(payload: bytes | None, origin: str = "config message") -> Comm
         log.warning("Ignoring %s with schema id %r (expected fc00)", origin, schema_id)
         return None
     try:
+        check_fc00(payload)
         update = deserialise_fc00(payload)
         change = update.config_change
         streams = list(update.streams)

@@ -18,16 +18,30 @@ from confluent_kafka import KafkaError, TopicPartition
 from forwarder.config.storage import StoredMessage
 
 log = logging.getLogger(__name__)
+# librdkafka's own log lines go through Python logging (the log file), not raw to stderr.
+LIBRDKAFKA_LOG = logging.getLogger("forwarder.librdkafka")
 
 ConsumerFactory = Callable[[dict], object]
 
 
-class KafkaErrorLogger:
-    """An ``error_cb`` for confluent-kafka: errors (e.g. failed SASL authentication) go to the
-    log at ERROR, each distinct message at most once per ``repeat_s`` so retries don't flood."""
+AuthFailureHandler = Callable[[str], None]
 
-    def __init__(self, role: str, repeat_s: float = 30.0, clock=time.monotonic):
+
+class KafkaErrorLogger:
+    """An ``error_cb`` for confluent-kafka: errors go to the log at ERROR, each distinct message
+    at most once per ``repeat_s`` so retries don't flood. A failed authentication (a wrong
+    password never fixes itself) is also passed to ``on_auth_failure``, so the forwarder can
+    stop instead of retrying forever."""
+
+    def __init__(
+        self,
+        role: str,
+        repeat_s: float = 30.0,
+        clock=time.monotonic,
+        on_auth_failure: AuthFailureHandler | None = None,
+    ):
         self._role = role
+        self._on_auth_failure = on_auth_failure
         self._repeat_s = repeat_s
         self._clock = clock
         self._last: dict[str, float] = {}
@@ -41,11 +55,15 @@ class KafkaErrorLogger:
         self._last[text] = now
         if error.code() == KafkaError._AUTHENTICATION:
             log.error("Kafka authentication failed (%s): %s", self._role, text)
+            if self._on_auth_failure is not None:
+                self._on_auth_failure(f"Kafka authentication failed ({self._role}): {text}")
         else:
             log.error("Kafka error (%s): %s", self._role, text)
 
 
-def consumer_config(kafka_config: dict[str, str], role: str) -> dict:
+def consumer_config(
+    kafka_config: dict[str, str], role: str, on_auth_failure: AuthFailureHandler | None = None
+) -> dict:
     """A consumer configuration that never joins a group's offsets and logs errors."""
     config = dict(kafka_config)
     config.update(
@@ -54,7 +72,8 @@ def consumer_config(kafka_config: dict[str, str], role: str) -> dict:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": False,
-            "error_cb": KafkaErrorLogger(role),
+            "error_cb": KafkaErrorLogger(role, on_auth_failure=on_auth_failure),
+            "logger": LIBRDKAFKA_LOG,
         }
     )
     return config
@@ -84,9 +103,12 @@ class ConfigConsumer:
         consumer_factory: ConsumerFactory = confluent_kafka.Consumer,
         retry_interval_s: float = 1.0,
         clock=time.monotonic,
+        on_auth_failure: AuthFailureHandler | None = None,
     ):
         self._topic = topic
-        self._consumer = consumer_factory(consumer_config(kafka_config, "config-topic"))
+        self._consumer = consumer_factory(
+            consumer_config(kafka_config, "config-topic", on_auth_failure)
+        )
         self._retry_interval_s = retry_interval_s
         self._clock = clock
         self._next_try = 0.0
@@ -156,9 +178,12 @@ class KafkaTopicReader:
         topic: str,
         *,
         consumer_factory: ConsumerFactory = confluent_kafka.Consumer,
+        on_auth_failure: AuthFailureHandler | None = None,
     ):
         self._topic = topic
-        self._consumer = consumer_factory(consumer_config(kafka_config, "storage-topic"))
+        self._consumer = consumer_factory(
+            consumer_config(kafka_config, "storage-topic", on_auth_failure)
+        )
 
     def partitions(self, timeout: float) -> dict[int, tuple[int, int]] | None:
         try:

@@ -13,6 +13,7 @@ callback; a changed native type after an IOC restart gets a fresh subscription.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 
@@ -50,23 +51,40 @@ class _Channel:
         self._chid = ca.create_channel(self.name, connect=False, callback=self._on_connection)
         ca.flush_io()
 
-    def add(self, delivery: Delivery) -> None:
-        """A source joining a connected channel gets CONNECTED and the latest value at once."""
+    def add(self, delivery: Delivery, replayer: _Replayer) -> None:
+        """A source joining a connected channel gets CONNECTED and the latest value.
+
+        They come from the replay thread, never from the caller of start(), and before any
+        newer value: the source joins the fan-out in the same locked step.
+        """
         with self._lock:
-            self._deliveries.append(delivery)
+            if not self._connected:
+                self._deliveries.append(delivery)
+                return
+        replayer.submit(lambda: self._join(delivery))
+
+    def _join(self, delivery: Delivery) -> None:
+        with self._lock:
+            if delivery.closed:
+                return
             if self._connected:
                 delivery.deliver_connection(ConnectionStatus.CONNECTED)
                 if self._last_update is not None:
                     delivery.deliver_update(self._last_update)
+            self._deliveries.append(delivery)
 
     def remove(self, delivery: Delivery) -> bool:
-        """Returns True when no source is left."""
+        """Returns True when no source is left (close() also silences any still there)."""
         with self._lock:
             if delivery in self._deliveries:
                 self._deliveries.remove(delivery)
             return not self._deliveries
 
     def close(self) -> None:
+        with self._lock:
+            deliveries, self._deliveries = self._deliveries, []
+        for d in deliveries:
+            d.close()
         ca = _ca()
         ca.use_initial_context()
         try:
@@ -115,13 +133,43 @@ class _Channel:
         try:
             update = update_from_ca(self.name, value, kwargs)
         except Exception as error:
-            log.error("dropping CA update of %s: cannot convert (%s)", self.name, error)
+            with self._lock:
+                deliveries = list(self._deliveries)
+            for d in deliveries:
+                d.conversion_failed(error)
             return
         with self._lock:
             self._last_update = update
             deliveries = list(self._deliveries)
         for d in deliveries:
             d.deliver_update(update)
+
+
+class _Replayer:
+    """One thread that brings sources joining an already connected channel up to date."""
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ca-replay", daemon=True)
+            self._thread.start()
+        self._queue.put(job)
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                job()
+            except Exception:
+                log.exception("CA replay failed")
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+            self._thread = None
 
 
 class CaSource:
@@ -150,6 +198,7 @@ class CaSourceFactory:
         self._channels: dict[str, _Channel] = {}
         self._started = False
         self._closed = False
+        self._replayer = _Replayer()  # used under self._lock only
 
     def create(
         self, channel: str, on_update: UpdateCallback, on_connection: ConnectionCallback
@@ -170,21 +219,24 @@ class CaSourceFactory:
                     self._started = True
                 ch = self._channels[delivery.channel] = _Channel(delivery.channel)
                 ch.open()
-            ch.add(delivery)
+            ch.add(delivery, self._replayer)
 
     def _detach(self, delivery: Delivery) -> None:
+        # Closed under the lock: pyepics would hand a new source of the same name the old
+        # channel while it is being cleared.
         with self._lock:
             ch = self._channels.get(delivery.channel)
             if ch is None or not ch.remove(delivery):
                 return
             del self._channels[delivery.channel]
-        ch.close()
+            ch.close()
 
     def close(self) -> None:
         with self._lock:
             channels, self._channels = list(self._channels.values()), {}
             started, self._started = self._started, False
             self._closed = True
+            self._replayer.close()
         for ch in channels:
             ch.close()
         if started:

@@ -28,6 +28,7 @@ class Delivery:
         # Re-entrant: a pipeline callback may stop its own source.
         self._lock = threading.RLock()
         self._closed = False
+        self._conversion_failed = False
 
     @property
     def closed(self) -> bool:
@@ -52,6 +53,12 @@ class Delivery:
                 )
             except Exception:
                 log.exception("connection callback failed for %s", self.channel)
+
+    def conversion_failed(self, error: Exception) -> None:
+        """Logs a value that cannot be converted: an error once per source, then debug only."""
+        level = logging.DEBUG if self._conversion_failed else logging.ERROR
+        self._conversion_failed = True
+        log.log(level, "dropping update of %s: cannot convert it (%s)", self.channel, error)
 
     def close(self) -> None:
         """Waits for a running callback to finish; none runs afterwards."""

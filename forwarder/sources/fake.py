@@ -1,8 +1,8 @@
 """FAKE sources: random integers for testing without EPICS.
 
 One timer thread serves every fake source, so thousands of them cost one thread. Each
-tick gives every started source a random np.int32 in [0, 100) (np.int32: the value type
-the ESS forwarder's fake PVs are forwarded as in f144), stamped with the current time and
+tick gives every started source a random np.int32 in [0, 100] (the type and range the ESS
+forwarder's fake PVs have), stamped with the current time and
 NO_ALARM. A new source is reported CONNECTED by the timer thread right after start, before
 its first value.
 """
@@ -73,12 +73,16 @@ class FakeSourceFactory:
                 self._new.remove(delivery)
 
     def close(self) -> None:
+        """Silences every source still running and ends the timer thread."""
         with self._cond:
             self._closed = True
+            live = [*self._active.values(), *self._new]
             self._active.clear()
             self._new.clear()
             thread = self._thread
             self._cond.notify()
+        for d in live:
+            d.close()
         if thread is not None:
             thread.join(timeout=5)
 
@@ -104,5 +108,5 @@ class FakeSourceFactory:
     def _tick(self, deliveries: list[Delivery]) -> None:
         now_ns = time.time_ns()
         for d in deliveries:
-            value = np.int32(self._random.randrange(100))
+            value = np.int32(self._random.randint(0, 100))
             d.deliver_update(Update(channel=d.channel, value=value, timestamp_ns=now_ns))

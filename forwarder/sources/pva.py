@@ -4,6 +4,9 @@ p4p's monitor reconnects by itself and sends the current value on every (re)conn
 has no connect event: the first value after a (re)connect is preceded by CONNECTED here.
 With notify_disconnect a Disconnected arrives first, before any connection; it is only
 reported once the PV had been connected (the stream layer handles NEVER_CONNECTED).
+Callbacks run on p4p's process-wide worker queues (one queue per subscription, so in
+order); those few daemon threads belong to p4p and outlive a closed context.
+Status names: see pva_convert.alarm_of.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ class PvaSource:
         self._connected = False
 
     def start(self) -> None:
-        self._subscription = self._factory._monitor(self._delivery.channel, self._on_event)
+        self._subscription = self._factory._monitor(self._delivery, self._on_event)
 
     def stop(self) -> None:
         self._delivery.close()
+        self._factory._forget(self._delivery)
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.close()
@@ -60,9 +64,7 @@ class PvaSource:
             try:
                 update = update_from_pva(self._delivery.channel, value)
             except Exception as error:
-                log.error(
-                    "dropping PVA update of %s: cannot convert (%s)", self._delivery.channel, error
-                )
+                self._delivery.conversion_failed(error)
                 return
             self._delivery.deliver_update(update)
         except Exception:
@@ -76,27 +78,37 @@ class PvaSourceFactory:
         self._lock = threading.Lock()
         self._context = None
         self._closed = False
+        self._live: set[Delivery] = set()
 
     def create(
         self, channel: str, on_update: UpdateCallback, on_connection: ConnectionCallback
     ) -> PvaSource:
         return PvaSource(self, Delivery(channel, on_update, on_connection))
 
-    def _monitor(self, channel: str, callback):
+    def _monitor(self, delivery: Delivery, callback):
         with self._lock:
             if self._closed:
-                log.error("PVA source factory is closed; not subscribing to %s", channel)
+                log.error("PVA source factory is closed; not subscribing to %s", delivery.channel)
                 return None
             if self._context is None:
                 from p4p.client.thread import Context
 
                 self._context = Context("pva", nt=False)
             context = self._context
-        return context.monitor(channel, callback, request=REQUEST, notify_disconnect=True)
+            self._live.add(delivery)
+        return context.monitor(delivery.channel, callback, request=REQUEST, notify_disconnect=True)
+
+    def _forget(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._live.discard(delivery)
 
     def close(self) -> None:
+        """Silences every source still running, then closes the context."""
         with self._lock:
             context, self._context = self._context, None
+            live, self._live = list(self._live), set()
             self._closed = True
+        for delivery in live:
+            delivery.close()
         if context is not None:
             context.close()

@@ -73,6 +73,7 @@ class ComposeProject:
             "COMPOSE_PROJECT_NAME": self.name,
         }
         self._up_once = False
+        self._ids: dict[str, str] = {}  # service -> container id, until the next up or down
 
     def run(self, *args: str, timeout: float = 120.0, check: bool = True):
         argv = [*compose_command(), "-p", self.name]
@@ -98,6 +99,7 @@ class ComposeProject:
         args = ["up", "-d", "--no-build", "--pull", "never"]
         if wait:
             args += ["--wait", "--wait-timeout", str(int(timeout))]
+        self._ids.pop(service, None)
         self.run(*args, service, timeout=timeout + 30)
 
     def stop(self, service: str, timeout_s: int = 30) -> None:
@@ -109,8 +111,12 @@ class ComposeProject:
     def container_id(self, service: str) -> str | None:
         if not self._up_once:
             return None
-        ids = self.run("ps", "-a", "-q", service, check=False).stdout.split()
-        return ids[0] if ids else None
+        if service not in self._ids:
+            ids = self.run("ps", "-a", "-q", service, check=False).stdout.split()
+            if not ids:
+                return None
+            self._ids[service] = ids[0]
+        return self._ids[service]
 
     def state(self, service: str) -> dict:
         """The container's .State (Running, Pid, ExitCode, Health...), {} if it has none."""
@@ -152,6 +158,7 @@ class ComposeProject:
         finally:
             self.run("down", "-v", "--remove-orphans", "-t", "20", timeout=120, check=False)
             self._up_once = False
+            self._ids.clear()
             _live.discard(self)
 
 

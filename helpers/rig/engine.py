@@ -24,6 +24,19 @@ class ComposeUnavailable(RuntimeError):
 
 
 def engine_available() -> tuple[bool, str]:
+    """(True, versions) when the docker backend can run: a Docker engine answers within 2 s
+    and Compose v2 is there; else (False, why)."""
+    ok, why = engine_answers()
+    if not ok:
+        return ok, why
+    try:
+        compose = " ".join(compose_command())
+    except ComposeUnavailable as exc:
+        return False, f"{why} answers, but {exc}"
+    return True, f"{why}, compose: {compose}"
+
+
+def engine_answers() -> tuple[bool, str]:
     """(True, engine version) when a Docker engine answers within 2 s, else (False, why)."""
     docker = shutil.which("docker")
     if docker is None:

@@ -96,13 +96,34 @@ class _EpicsServerProcess:
 
 
 class LocalIoc(_EpicsServerProcess):
-    """pythonSoftIOC serving ioc/test.db under ``prefix`` over CA and PVA."""
+    """pythonSoftIOC serving ioc/test.db under ``prefix`` over CA and PVA.
+
+    Only one IOC per EpicsNetwork may run at a time: a second CA server on the same UDP
+    port is not reachable by the unicast searches the rig's clients send (checked: its PVs
+    never connect over CA, while PVA still finds both). Starting a second one raises.
+    """
 
     kind = "ioc"
+    _running: dict[EpicsNetwork, LocalIoc] = {}
 
     def __init__(self, prefix: str, network: EpicsNetwork, db: Path = IOC_DIR / "test.db"):
         argv = [sys.executable, str(IOC_DIR / "run_ioc.py"), "--prefix", prefix, "--db", str(db)]
         super().__init__(prefix, network, argv)
+
+    def start(self) -> None:
+        other = self._running.get(self.network)
+        if other is not None and other is not self and other.is_running():
+            raise RuntimeError(
+                f"cannot start {self.name}: {other.name} already runs on this EpicsNetwork, "
+                "and CA reaches only one IOC per network; stop it or use another network"
+            )
+        self._running[self.network] = self
+        super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._running.get(self.network) is self:
+            del self._running[self.network]
 
     def _wait_ready(self, timeout: float) -> None:
         probe = self.pv(IOC_PROBE)

@@ -11,15 +11,18 @@ class Recorder:
     def __init__(self):
         self._lock = threading.Lock()
         self.events: list[tuple[str, object]] = []
+        self.callback_threads: set[str] = set()
 
     def on_update(self, update: Update) -> None:
         with self._lock:
             self.events.append(("update", update))
+            self.callback_threads.add(threading.current_thread().name)
 
     def on_connection(self, status: ConnectionStatus, timestamp_ns: int) -> None:
         assert isinstance(timestamp_ns, int)
         with self._lock:
             self.events.append(("connection", status))
+            self.callback_threads.add(threading.current_thread().name)
 
     def snapshot(self) -> list[tuple[str, object]]:
         with self._lock:

@@ -7,7 +7,9 @@ environment before the first CA source is started, and fails if libca is already
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -144,11 +146,16 @@ def test_ca_arrays_strings_and_empty_waveforms(ca_setup):
 def test_ca_sources_of_one_pv_are_independent_and_stop_silences_them(ca_setup):
     factory, ioc, _ = ca_setup
     first, rec1 = subscribe(factory, ioc.prefix + "COUNTER")
+    wait_until(lambda: len(rec1.updates()) >= 2, timeout=TIMEOUT, what="2 counter updates")
+    # Joining a channel that is already connected: CONNECTED and the latest value first.
     second, rec2 = subscribe(factory, ioc.prefix + "COUNTER")
     try:
-        wait_until(lambda: len(rec1.updates()) >= 2, timeout=TIMEOUT, what="2 counter updates")
         wait_until(lambda: len(rec2.updates()) >= 2, timeout=TIMEOUT, what="2 counter updates")
-        assert rec2.snapshot()[0] == ("connection", ConnectionStatus.CONNECTED)
+        events = rec2.snapshot()
+        assert events[0] == ("connection", ConnectionStatus.CONNECTED)
+        values = [u.value for u in rec2.updates()]
+        assert values == sorted(values) and len(set(values)) == len(values)  # in order
+        assert threading.current_thread().name not in rec2.callback_threads  # not from start()
         first.stop()
         stopped_at = len(rec1.snapshot())
         seen = len(rec2.updates())
@@ -158,6 +165,14 @@ def test_ca_sources_of_one_pv_are_independent_and_stop_silences_them(ca_setup):
             what="3 more updates on the source still running",
         )
         assert len(rec1.snapshot()) == stopped_at
+        second.stop()
+        # With every source of the PV gone the channel is cleared; a new source opens it again.
+        third, rec3 = subscribe(factory, ioc.prefix + "COUNTER")
+        try:
+            wait_for_update(rec3, "a value on a fresh channel of the same PV")
+            assert rec3.snapshot()[0] == ("connection", ConnectionStatus.CONNECTED)
+        finally:
+            third.stop()
     finally:
         first.stop()
         second.stop()
@@ -190,3 +205,37 @@ def test_ca_pv_appearing_later_and_ioc_restart(ca_setup):
     finally:
         source.stop()
         spare.stop()
+
+
+CLOSE_CHECK = """
+import sys, threading
+from forwarder.sources.ca import CaSourceFactory
+from helpers.polling import wait_until
+from tests.sources.sources_recorder import Recorder
+
+factory = CaSourceFactory()
+rec = Recorder()
+factory.create(sys.argv[1], rec.on_update, rec.on_connection).start()
+wait_until(lambda: len(rec.updates()) >= 2, timeout=20, what="counter updates")
+factory.close()
+after_close = len(rec.snapshot())
+late = Recorder()
+factory.create(sys.argv[1], late.on_update, late.on_connection).start()  # refused, logged
+assert not [t.name for t in threading.enumerate() if t.name == "ca-replay"]
+assert len(rec.snapshot()) == after_close and late.snapshot() == []
+print("OK")
+"""
+
+
+def test_ca_factory_close_ends_callbacks(ca_setup):
+    """In a subprocess: closing finalises libca, which this process still needs."""
+    _, ioc, _ = ca_setup
+    result = subprocess.run(
+        [sys.executable, "-c", CLOSE_CHECK, ioc.prefix + "COUNTER"],
+        env={**os.environ},
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-2000:]

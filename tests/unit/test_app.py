@@ -13,7 +13,7 @@ from streaming_data_types.forwarder_config_update_fc00 import (
 from streaming_data_types.status_x5f2 import deserialise_x5f2
 
 from forwarder import app as app_module
-from forwarder.app import ExitWatchdog, Forwarder, Parts, run
+from forwarder.app import ExitWatchdog, Forwarder, Parts, StopRequest, run
 from forwarder.cli import parse_settings
 from forwarder.config.storage import StoredMessage, serialise_config
 from forwarder.config.streams import StreamSpec
@@ -244,13 +244,15 @@ def test_restores_from_storage_before_the_first_status():
     fwd.restore()
     assert parts.manager.specs() == [SPEC]
     assert Reader.closed
-    assert parts.storage_sink.messages == []  # restoring does not re-store
+    (stored,) = parts.storage_sink.values("store")  # the restored config is stored again
+    assert [s.channel for s in deserialise_fc00(stored).streams] == ["SIM:A"]
+    assert parts.status_sink.messages == []  # no status before the consumer is assigned
     fwd.step()
     assert statuses(parts)[0]["streams"][0]["channel_name"] == "SIM:A"
 
 
 def test_failure_to_build_parts_exits_1(monkeypatch, caplog):
-    def broken(_settings):
+    def broken(_settings, _on_auth_failure):
         raise RuntimeError("no broker library")
 
     monkeypatch.setattr(app_module, "build_parts", broken)
@@ -300,10 +302,12 @@ def test_build_parts_wiring_with_stubbed_libraries(monkeypatch, extra):
     monkeypatch.setattr(manager_mod, "StreamManager", Manager)
     monkeypatch.setattr(metrics_mod, "Metrics", lambda: object())
     monkeypatch.setattr(sources_mod, "make_source_factories", lambda ms: {"FAKE": ms})
-    monkeypatch.setattr(consumer_mod, "ConfigConsumer", lambda cfg, topic: ("config", topic))
-    monkeypatch.setattr(consumer_mod, "KafkaTopicReader", lambda cfg, topic: ("reader", topic))
+    monkeypatch.setattr(consumer_mod, "ConfigConsumer", lambda cfg, topic, **kw: ("config", topic))
+    monkeypatch.setattr(
+        consumer_mod, "KafkaTopicReader", lambda cfg, topic, **kw: ("reader", topic)
+    )
     s = settings("--storage-topic", "b:9092/store", "--pv-update-period", "500", *extra)
-    parts = app_module.build_parts(s)
+    parts = app_module.build_parts(s, lambda reason: None)
     assert made["manager"] == ("svc", 500, {"FAKE": 1000})
     assert len(made["producers"]) == 3
     assert all(callable(c["error_cb"]) for c in made["producers"])
@@ -343,3 +347,37 @@ def test_broken_metrics_never_stop_the_loop():
     parts.config_consumer.send(ADD_A)
     fwd.step()
     assert parts.manager.specs() == [SPEC]
+
+
+def test_producers_are_closed_together_within_one_bound():
+    parts, journal = make_parts(with_storage=True)
+    both_closing = threading.Barrier(3, timeout=5)
+
+    class SlowProducer(FakeProducer):
+        def close(self, timeout):
+            both_closing.wait()  # only passes if all three close at the same time
+            super().close(timeout)
+
+    parts.output_producer = SlowProducer(journal, "output")
+    parts.extra_producers = [SlowProducer(journal, "status"), SlowProducer(journal, "storage")]
+    Forwarder(settings("--storage-topic", "b:9092/store"), parts).shutdown()
+    assert {"output.close", "status.close", "storage.close"} <= set(journal.events)
+
+
+def test_a_fatal_kafka_error_stops_the_forwarder_with_exit_1(caplog):
+    parts, journal = make_parts()
+    request = StopRequest()
+
+    def drive():
+        wait_until(lambda: parts.status_sink.messages, timeout=10, what="first status")
+        request.fail("Kafka authentication failed (config-topic): wrong password")
+        request.fail("a second failure is not the reason")
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    code = run(settings(), parts, install_signals=False, watchdog=NoWatchdog(), request=request)
+    driver.join(10)
+    assert code == 1
+    assert request.failure == "Kafka authentication failed (config-topic): wrong password"
+    assert "manager.close" in journal.events and "output.close" in journal.events
+    assert caplog.text.count("Stopping the forwarder") == 1

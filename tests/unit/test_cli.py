@@ -157,3 +157,49 @@ def test_password_is_not_in_the_settings_repr():
     )
     assert s.config_kafka["sasl.password"] == "s3"
     assert "s3" not in repr(s)
+
+
+def test_unwritable_log_file_exits_2(tmp_path, capsys):
+    assert main(REQUIRED + ["--log-file", str(tmp_path / "missing-dir" / "f.log")]) == 2
+    assert "cannot open --log-file" in capsys.readouterr().err
+
+
+@pytest.fixture
+def restore_root_logger():
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_log_file_is_appended_with_time_level_and_logger(tmp_path, restore_root_logger):
+    from forwarder.logging_setup import setup_logging
+
+    path = tmp_path / "f.log"
+    path.write_text("earlier line\n")
+    setup_logging(logging.DEBUG, str(path))
+    logging.getLogger("forwarder.test").debug("hello %s", "there")
+    logging.getLogger("forwarder.test").log(TRACE, "too detailed")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    lines = path.read_text().splitlines()
+    assert lines[0] == "earlier line"
+    assert len(lines) == 2
+    assert lines[1].endswith("DEBUG forwarder.test: hello there")
+    assert lines[1][:4].isdigit()  # starts with the date
+
+
+def test_trace_level_is_named(tmp_path, restore_root_logger):
+    from forwarder.logging_setup import setup_logging
+
+    path = tmp_path / "f.log"
+    setup_logging(TRACE, str(path))
+    logging.getLogger("x").log(TRACE, "fine grained")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    assert "TRACE x: fine grained" in path.read_text()

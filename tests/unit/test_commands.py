@@ -96,11 +96,34 @@ def test_unknown_update_type_is_ignored(caplog):
     assert "unknown fc00 update type 9" in caplog.text
 
 
-@pytest.mark.parametrize("cut", range(8, 120, 7))
-def test_truncated_messages_never_raise(cut):
+@pytest.mark.parametrize(
+    "payload",
+    [
+        fc00(UpdateType.ADD, A, B),
+        fc00(UpdateType.REPLACE, A),
+        fc00(UpdateType.REMOVE, ("SIM:*", "", "", 0, 0)),
+        fc00(UpdateType.REMOVEALL),
+    ],
+)
+def test_truncation_is_rejected_never_half_applied(payload):
+    """Every cut is either rejected, or only lost trailing padding and decodes in full."""
+    full = parse_command(payload)
+    assert full is not None
+    rejected = 0
+    for cut in range(len(payload)):
+        result = parse_command(payload[:cut])
+        assert result is None or result == full, f"cut at {cut} of {len(payload)}: {result}"
+        rejected += result is None
+    assert rejected >= len(payload) - 3  # at most the padding after the last string
+
+
+def test_flipped_bytes_never_raise():
     payload = fc00(UpdateType.ADD, A, B)
-    result = parse_command(payload[:cut])
-    assert result is None or all(s in (SPEC_A, SPEC_B) for s in result.specs)
+    for i in range(8, len(payload)):
+        corrupted = bytearray(payload)
+        corrupted[i] ^= 0xFF
+        result = parse_command(bytes(corrupted))
+        assert result is None or isinstance(result, Command)
 
 
 def test_duplicate_streams_in_one_add_collapse():

@@ -132,3 +132,25 @@ def test_error_logger_logs_auth_failures_at_error_once_per_period(caplog):
     records = [r for r in caplog.records if "authentication failed" in r.getMessage()]
     assert len(records) == 2 and all(r.levelname == "ERROR" for r in records)
     assert "bad password" in records[0].getMessage()
+
+
+def test_auth_failures_are_reported_to_the_handler_other_errors_are_not():
+    reasons = []
+    logger = KafkaErrorLogger("output-broker", on_auth_failure=reasons.append)
+    logger(KafkaError(KafkaError._TRANSPORT, "broker down"))
+    logger(KafkaError(KafkaError._AUTHENTICATION, "invalid credentials"))
+    assert len(reasons) == 1
+    assert "output-broker" in reasons[0] and "invalid credentials" in reasons[0]
+
+
+def test_config_consumer_passes_the_auth_handler_to_its_error_callback():
+    reasons = []
+    made = []
+    ConfigConsumer(
+        {"bootstrap.servers": "b:1"},
+        "t",
+        consumer_factory=lambda config: made.append(config) or FakeConfluentConsumer(config),
+        on_auth_failure=reasons.append,
+    )
+    made[0]["error_cb"](KafkaError(KafkaError._AUTHENTICATION, "bad"))
+    assert len(reasons) == 1

@@ -27,3 +27,13 @@ def test_source_delivery_nothing_after_close():
     d.deliver_update(Update("PV", 1, 0))
     d.deliver_connection(ConnectionStatus.DISCONNECTED)
     assert got == [(ConnectionStatus.CONNECTED, 5)]
+
+
+def test_source_delivery_logs_a_conversion_error_once(caplog):
+    d = Delivery("PV", lambda u: None, lambda s, t: None)
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            d.conversion_failed(ValueError("odd type"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "dropping update of PV: cannot convert it (odd type)"
+    ]

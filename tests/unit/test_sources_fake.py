@@ -31,7 +31,7 @@ def test_source_fake_connects_then_ticks_random_int32(factory):
     assert rec.snapshot()[0] == ("connection", ConnectionStatus.CONNECTED)
     assert rec.statuses() == [ConnectionStatus.CONNECTED]
     for u in rec.updates():
-        assert type(u.value) is np.int32 and 0 <= u.value < 100
+        assert type(u.value) is np.int32 and 0 <= u.value <= 100
         assert u.alarm == NO_ALARM and u.channel == "FAKE:1" and u.timestamp_ns > 0
 
 

@@ -1,0 +1,96 @@
+"""SASL: the forwarder works through the broker's SASL_PLAINTEXT listener with PLAIN and
+SCRAM, configured by ini files like the ESS ones; a wrong password is reported clearly."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+
+import pytest
+
+from helpers.polling import wait_until
+from integration_tests.forwarder_fixtures import Stream, epics_write, ini_file
+
+TIMEOUT = 30.0
+AUTH_ERROR = re.compile(
+    r"(?i)(authenticat|sasl|credential|password)[^\n]*(fail|invalid|error|wrong)"
+)
+
+
+def _forwards_through(fwd, ioc, control_factory, outputs, topics):
+    control = control_factory(fwd)
+    topic = topics.new("sasl-data")
+    reader = outputs(topic)
+    stream = Stream(ioc.pv("DOUBLE"), "f144", topic)
+    control.add([stream])
+    control.wait_for_streams([stream], timeout=TIMEOUT)
+    reader.wait_for_count(1, schema="f144", source=stream.channel, timeout=TIMEOUT)
+    epics_write(stream.channel, 6.25)
+    reader.wait_for_message(
+        lambda m: m.schema == "f144" and float(m.value) == 6.25, timeout=TIMEOUT, what="6.25"
+    )
+
+
+def test_forwarding_through_sasl_plain(ioc, forwarder_sasl_plain, control_factory, outputs, topics):
+    _forwards_through(forwarder_sasl_plain, ioc, control_factory, outputs, topics)
+
+
+def test_forwarding_through_sasl_scram_sha_256(
+    ioc, forwarder_sasl_scram, control_factory, outputs, topics
+):
+    _forwards_through(forwarder_sasl_scram, ioc, control_factory, outputs, topics)
+
+
+def test_forwarding_through_sasl_scram_sha_512(
+    ioc, forwarder_factory, control_factory, outputs, topics
+):
+    fwd = forwarder_factory(ini_file("forwarder_sasl_scram.ini"), sasl="SCRAM-SHA-512")
+    _forwards_through(fwd, ioc, control_factory, outputs, topics)
+
+
+@pytest.mark.parametrize(
+    "mechanism, ini",
+    [("PLAIN", "forwarder_sasl_plain.ini"), ("SCRAM-SHA-256", "forwarder_sasl_scram.ini")],
+)
+def test_wrong_sasl_password_is_reported_in_the_log(mechanism, ini, forwarder_factory):
+    fwd = forwarder_factory(
+        ini_file(ini), sasl=mechanism, password="not-the-password", wait_ready=False
+    )
+    wait_until(
+        lambda: AUTH_ERROR.search(fwd.log_tail(400)),
+        timeout=TIMEOUT,
+        interval=0.2,
+        what=f"an authentication error in the log of a forwarder with a wrong {mechanism} password",
+        seen=lambda: fwd.log_tail(15),
+    )
+
+
+@pytest.mark.parametrize(
+    "mechanism, ini",
+    [("PLAIN", "forwarder_sasl_plain.ini"), ("SCRAM-SHA-256", "forwarder_sasl_scram.ini")],
+)
+def test_forwarder_failing_to_authenticate_still_stops_promptly_on_sigterm(
+    mechanism, ini, forwarder_factory
+):
+    """Failing authentication must not wedge the process: once the error is logged, SIGTERM
+    still ends it promptly (whether it keeps retrying or exits by itself is not pinned)."""
+    fwd = forwarder_factory(
+        ini_file(ini), sasl=mechanism, password="not-the-password", wait_ready=False
+    )
+    wait_until(
+        lambda: AUTH_ERROR.search(fwd.log_tail(400)) or not fwd.is_running(),
+        timeout=TIMEOUT,
+        interval=0.2,
+        what=f"an authentication error with a wrong {mechanism} password",
+        seen=lambda: fwd.log_tail(15),
+    )
+    if fwd.is_running():
+        fwd.send_signal(signal.SIGTERM)
+    try:
+        fwd.wait_exit(timeout=15.0)
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"forwarder with a wrong {mechanism} password ignored SIGTERM for 15 s:\n"
+            + fwd.log_tail(15)
+        )
