@@ -1,8 +1,11 @@
 """Sessions of the forwarder and its integration suite.
 
-  nox -s tests          what CI runs: lint, unit tests, rig contract tests, integration suite
+  nox -s tests          what CI runs: lint, unit tests, then the integration suite on the
+                        local backend and (where an engine can be had) the docker backend
   nox -s integration    the integration suite; pytest options after `--`, e.g.
                         nox -s integration -- --local-build ./build
+  nox -s integration-docker   the same, on the docker backend (starts an engine as root)
+  nox -s images         the docker backend's images, built here with nothing pulled
   nox -s unit           the forwarder's unit tests
   nox -s build          ./build: a virtualenv with the forwarder (the "local build")
   nox -s clean          remove what earlier runs left behind (-- --logs, -- --images)
@@ -20,6 +23,8 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests"]
 
 RIG_REQUIREMENTS = ("-r", "requirements-dev.txt")
+# Unit tests (fakes), and the EPICS sources against small real servers of their own.
+UNIT_TESTS = ("tests/unit", "tests/sources")
 
 
 def _install_rig(session: nox.Session) -> None:
@@ -30,13 +35,13 @@ def _clean(session: nox.Session, *args: str) -> None:
     session.run("python", "-m", "helpers.rig.clean", *args)
 
 
-def _integration(session: nox.Session, *args: str) -> None:
+def _integration(session: nox.Session, *args: str, junit: str = "integration") -> None:
     session.run(
         "pytest",
         "integration_tests",
         "-p",
         "no:cacheprovider",
-        "--junitxml=logs/junit-integration.xml",
+        f"--junitxml=logs/junit-{junit}.xml",
         "-o",
         "junit_family=xunit2",
         "--timeout=600",
@@ -59,13 +64,42 @@ def integration(session: nox.Session) -> None:
     _integration(session, *session.posargs)
 
 
+def _docker_engine(session: nox.Session) -> bool:
+    """Make sure a Docker engine answers (as root on Debian, installs and starts one)."""
+    try:
+        session.run("bash", "docker/ensure_engine.sh", external=True)
+    except nox.command.CommandFailed:
+        return False
+    return True
+
+
+@nox.session
+def images(session: nox.Session) -> None:
+    """A Docker engine, and the docker backend's images built with nothing pulled."""
+    _install_rig(session)
+    session.run("bash", "docker/ensure_engine.sh", external=True)
+    session.run(
+        "bash", "docker/build_images.sh", *session.posargs, external=True,
+        env={"PYTHON": f"{session.bin}/python"},
+    )
+
+
+@nox.session(name="integration-docker")
+def integration_docker(session: nox.Session) -> None:
+    """The integration suite on the docker backend."""
+    _install_rig(session)
+    session.run("bash", "docker/ensure_engine.sh", external=True)
+    _clean(session)
+    _integration(session, "--backend", "docker", *session.posargs, junit="docker")
+
+
 @nox.session
 def unit(session: nox.Session) -> None:
-    """The forwarder's unit tests (fakes for EPICS and Kafka)."""
+    """The forwarder's unit tests (fakes for EPICS and Kafka) and its EPICS source tests."""
     _install_rig(session)
     session.install("--disable-pip-version-check", "-e", ".")
     session.run(
-        "pytest", "tests/unit", "-p", "no:cacheprovider",
+        "pytest", *UNIT_TESTS, "-p", "no:cacheprovider",
         "--junitxml=logs/junit-unit.xml", *session.posargs,
     )
 
@@ -85,13 +119,24 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Everything CI checks, in one venv: lint, unit tests, then the integration suite."""
+    """Everything CI checks, in one venv: lint, unit tests, then the integration suite on the
+    local backend and, where a Docker engine answers or can be started, on the docker backend
+    against the containerised forwarder and against ./build."""
     _install_rig(session)
     session.install("--disable-pip-version-check", "-e", ".")
     session.run("ruff", "check", ".")
     session.run(
-        "pytest", "tests/unit", "-p", "no:cacheprovider", "--junitxml=logs/junit-unit.xml",
+        "pytest", *UNIT_TESTS, "-p", "no:cacheprovider", "--junitxml=logs/junit-unit.xml",
     )
     _clean(session)
-    _integration(session, *session.posargs)
+    _integration(session, "--backend", "local", *session.posargs, junit="local")
+    if not _docker_engine(session):
+        session.warn("no Docker engine answers or can be started here: the docker backend "
+                     "was NOT tested")
+        return
+    _clean(session)
+    _integration(session, "--backend", "docker", *session.posargs, junit="docker")
+    session.run("python", "-m", "helpers.rig.forwarder_build", "build")
+    _integration(session, "--backend", "docker", "--local-build", "build", *session.posargs,
+                 junit="docker-local-build")
     _clean(session)

@@ -3,7 +3,8 @@
 Run in its own process (libca reads the EPICS network from the environment at start):
     python -m bench.gen_check --protocol ca --seconds 5 --out result.json NAME...
 It subscribes to every PV, waits (with a deadline) until each has sent a value, then counts
-updates and counter gaps for ``--seconds``, and writes updates/s, gaps and its own CPU time.
+updates, counter gaps and latency (receive time minus EPICS timestamp) for ``--seconds``,
+and writes them with its own CPU time.
 """
 
 from __future__ import annotations
@@ -26,15 +27,19 @@ class Counter:
         self.counting = False
         self.updates = 0
         self.gaps = 0
+        self.latencies: list[float] = []
         self.names = names
 
-    def on_value(self, name: str, value) -> None:
+    def on_value(self, name: str, value, timestamp: float | None) -> None:
+        now = time.time()
         v = float(np.max(value)) if np.ndim(value) else float(value)
         with self._lock:
             last = self._last.get(name)
             self._last[name] = v
             if self.counting:
                 self.updates += 1
+                if timestamp:
+                    self.latencies.append(now - timestamp)
                 if last is not None and v != last + 1:
                     self.gaps += int(max(v - last - 1, 1))
 
@@ -46,8 +51,8 @@ class Counter:
 def subscribe_ca(names: list[str], counter: Counter) -> list:
     import epics
 
-    def callback(pvname=None, value=None, **_):
-        counter.on_value(pvname, value)
+    def callback(pvname=None, value=None, timestamp=None, **_):
+        counter.on_value(pvname, value, timestamp)
 
     return [epics.PV(n, callback=callback, form="time", auto_monitor=True) for n in names]
 
@@ -61,7 +66,7 @@ def subscribe_pva(names: list[str], counter: Counter) -> list:
         def callback(value):
             if isinstance(value, Exception):
                 return
-            counter.on_value(name, np.asarray(value))
+            counter.on_value(name, np.asarray(value), getattr(value, "timestamp", None))
 
         return callback
 
@@ -89,7 +94,11 @@ def main() -> int:
     counter.counting = False
     elapsed = time.monotonic() - start
     cpu = time.process_time() - cpu0
+    lat_ms = np.array(counter.latencies or [0.0]) * 1000
     result = {
+        "lat_p50_ms": float(np.percentile(lat_ms, 50)),
+        "lat_p99_ms": float(np.percentile(lat_ms, 99)),
+        "lat_max_ms": float(lat_ms.max()),
         "protocol": args.protocol,
         "pvs": len(args.names),
         "connected": connected,

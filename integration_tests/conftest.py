@@ -138,7 +138,7 @@ def rig(pytestconfig: pytest.Config):
     if build is None and choice.backend == "local":
         reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
         say = reporter.write_line if reporter else print
-        say(f"no --local-build and no Docker engine: testing our own build at {DEFAULT_BUILD}")
+        say(f"no --local-build on the local backend: testing our own build at {DEFAULT_BUILD}")
         build = ensure_build(DEFAULT_BUILD, log=say)
     the_rig = make_rig(
         choice, local_build=build, kafka_bootstrap=pytestconfig.getoption("--kafka-bootstrap")
@@ -305,7 +305,5 @@ def forwarder(forwarder_factory):
     return forwarder_factory()
 
 
-try:  # the per-configuration forwarder fixtures
-    from integration_tests.forwarder_fixtures import *  # noqa: F401,F403,E402
-except ImportError:  # not written yet
-    pass
+# The per-configuration forwarder fixtures.
+from integration_tests.forwarder_fixtures import *  # noqa: F401,F403,E402

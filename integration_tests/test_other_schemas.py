@@ -154,15 +154,26 @@ def test_nttable_se00_sends_the_table_rows_as_samples(
     )
 
 
+def _integer_table() -> str | None:
+    """Suffix of an NTTable with integer samples (senv carries no floats), if the rig has one:
+    helpers.pvs.INT_TABLE, or TABLE when its values are integers."""
+    from helpers import pvs
+
+    if np.dtype(TABLE_COLUMNS["value"]).kind in "iu":
+        return TABLE
+    return getattr(pvs, "INT_TABLE", None)
+
+
 def test_nttable_senv_sends_the_table_rows_as_samples(
     table_server, epics_network, forwarder, control, outputs, topics
 ):
-    if np.dtype(TABLE_COLUMNS["value"]).kind not in "iu":
+    suffix = _integer_table()
+    if suffix is None:
         pytest.skip(
             "senv carries integer samples only and the rig's table server serves "
             f"{np.dtype(TABLE_COLUMNS['value'])} values: no NTTable senv can carry"
         )
-    name = table_server.pv(TABLE)
+    name = table_server.pv(suffix)
     topic = topics.new("senv")
     reader = outputs(topic)
     stream = Stream(name, "nttable_senv", topic, "PVA")

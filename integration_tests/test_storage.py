@@ -8,7 +8,7 @@ from streaming_data_types import serialise_f144
 from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
 
 from helpers.flatbuffers_helpers import Fc00, describe
-from helpers.forwarder_control import ForwarderControl, fc00
+from helpers.forwarder_control import ForwarderControl, fc00, now_ms
 from integration_tests.forwarder_fixtures import Stream, epics_write, ini_file
 
 TIMEOUT = 30.0
@@ -26,11 +26,17 @@ def _stored_configs(reader) -> list[Fc00]:
     return [r.message for r in reader.records if isinstance(r.message, Fc00)]
 
 
-def _wait_stored(reader, streams, since=0):
+def _wait_stored(reader, streams, since_ms=0):
+    """Wait until the newest stored configuration (written at or after ``since_ms``) is
+    exactly ``streams``."""
     want = {s.key for s in streams}
 
     def stored():
-        configs = [r.message for r in reader.records[since:] if isinstance(r.message, Fc00)]
+        configs = [
+            r.message
+            for r in reader.records
+            if isinstance(r.message, Fc00) and r.kafka_timestamp_ms >= since_ms
+        ]
         return configs and configs[-1].keys == want
 
     reader.wait_for(stored, timeout=TIMEOUT, what=f"a stored configuration of {sorted(want)}")
@@ -66,8 +72,7 @@ def test_configuration_is_restored_on_restart_and_stored_again(
         forwarder_factory, control_factory, outputs, storage_topic, streams
     )
     first.stop()
-    storage.poll()
-    stored_before = len(storage.records)
+    restart_ms = now_ms()
 
     second = forwarder_factory(ini_file("forwarder_storage.ini"), storage_topic=storage_topic)
     ctl = control_factory(second)
@@ -88,7 +93,7 @@ def test_configuration_is_restored_on_restart_and_stored_again(
             timeout=TIMEOUT,
             what=f"{schema} of {suffix} = {value} from the restored forwarder",
         )
-    _wait_stored(storage, streams, since=stored_before)
+    _wait_stored(storage, streams, since_ms=restart_ms)
 
 
 def test_skip_retrieval_starts_empty_despite_a_stored_configuration(

@@ -23,7 +23,9 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 if ! command -v debootstrap >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q debootstrap
+    apt_opts=(-o DPkg::Lock::Timeout=600)
+    apt-get "${apt_opts[@]}" update -q
+    DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -q debootstrap
 fi
 
 rootfs="$(mktemp -d /tmp/fwd-rig-rootfs-XXXXXX)"

@@ -28,9 +28,12 @@ def remove_logs(log=print) -> None:
 
 
 def clean_docker(images: bool, log=print) -> None:
-    from helpers.rig.backend import docker_engine_status
-
-    ok, why = docker_engine_status()
+    try:
+        from helpers.rig.engine import engine_answers
+    except ImportError as exc:
+        log(f"clean: the docker backend is not installed ({exc})")
+        return
+    ok, why = engine_answers()
     if not ok:
         log(f"clean: no docker resources to look at ({why})")
         return

@@ -114,6 +114,9 @@ class DockerKafka:
         pending = {"PLAINTEXT": (self.bootstrap, {}), "SASL_PLAINTEXT": (self.sasl_bootstrap, sasl)}
 
         def ready() -> bool:
+            state = self._project.state("kafka")
+            if not state.get("Running"):
+                raise RuntimeError(f"the container exited (code {state.get('ExitCode')})")
             for listener, (address, config) in list(pending.items()):
                 if kafka_helpers.broker_answers(address, **config):
                     del pending[listener]

@@ -1,0 +1,319 @@
+"""One measurement on the rig: a forwarder build, a set of streams, a consumer, a window.
+
+``Bench`` holds what the scenarios share (broker, EPICS network, work dir, progress
+printer); ``measure_streams`` starts a fresh forwarder on fresh topics, adds the streams,
+waits (polling, with deadlines) until the consumer sees every PV, then measures for a fixed
+window: the consumer's throughput, loss and latency, and the forwarder's CPU and RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bench import procstats
+from helpers import kafka_helpers
+from helpers.forwarder_control import ForwarderControl, Stream
+from helpers.polling import wait_until
+from helpers.rig.api import EpicsNetwork, ForwarderSpec
+from helpers.rig.local_forwarder import LocalForwarder
+from helpers.rig.paths import REPO_ROOT
+from helpers.rig.processes import ManagedProcess
+
+START_TIMEOUT_S = 60.0
+FLOW_TIMEOUT_S = 120.0
+SETTLE_S = 2.0  # after the last PV first shows up, before the window opens
+DRAIN_S = 10.0
+RSS_SAMPLE_S = 1.0
+PROGRESS_EVERY_S = 60.0
+_admins: dict[str, AdminClient] = {}
+
+
+class Progress:
+    """One line per step, with the time since the run began."""
+
+    def __init__(self):
+        self.began = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.began:7.1f}s] {text}", flush=True)
+
+
+@dataclass
+class Bench:
+    bootstrap: str
+    network: EpicsNetwork
+    workdir: Path
+    say: Progress
+    quick: bool = False
+    _numbers: int = 0
+
+    def path(self, stem: str) -> Path:
+        self._numbers += 1
+        return self.workdir / f"{self._numbers:03d}-{stem}"
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    build: str
+    scenario: str
+    kind: str  # "forwarder" or "generator"
+    offered: float | None
+    rate: float | None
+    loss: int | None = None
+    zero_loss: bool | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    cpu_us: float | None = None
+    rss_start_mb: float | None = None
+    rss_steady_mb: float | None = None
+    rss_growth_mb_h: float | None = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class RunningForwarder:
+    """A forwarder of one build on fresh config/status topics, with its control client."""
+
+    def __init__(self, bench: Bench, build: Path, extra_args: Sequence[str] = ()):
+        cfg = kafka_helpers.unique_topic("bench-cfg")
+        status = kafka_helpers.unique_topic("bench-status")
+        kafka_helpers.create_topics(bench.bootstrap, [cfg, status])
+        spec = ForwarderSpec(None, cfg, status, extra_args=("-v", "Warning", *extra_args))
+        self.process = LocalForwarder(
+            spec,
+            build=build,
+            bootstrap=bench.bootstrap,
+            sasl_bootstrap=None,
+            network=bench.network,
+            label="bench-fwd",
+        )
+        self.control = ForwarderControl(bench.bootstrap, cfg, status)
+
+    def __enter__(self) -> RunningForwarder:
+        self.process.start()
+        try:
+            self.control.wait_for_status(timeout=START_TIMEOUT_S, what="the first status")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def close(self) -> None:
+        self.control.close()
+        self.process.stop()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def create_data_topic(bootstrap: str, name: str, timeout: float = 30.0) -> None:
+    """A one-partition topic stamped with the broker's append time, so the consumer can tell
+    the forwarder's share of the latency from the consumer side's."""
+    admin = _admins.get(bootstrap)
+    if admin is None:  # one per broker: a dropped AdminClient logs a purge warning
+        admin = _admins[bootstrap] = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    topic = NewTopic(name, num_partitions=1, replication_factor=1,
+                     config={"message.timestamp.type": "LogAppendTime"})
+    admin.create_topics([topic])[name].result(timeout=timeout)
+
+
+def close_clients() -> None:
+    """Drop the cached admin clients (before the broker stops, so they do not log its loss)."""
+    _admins.clear()
+
+
+def _wait_exit(proc: ManagedProcess, timeout: float, what: str) -> None:
+    wait_until(lambda: not proc.is_running(), timeout=timeout, what=what, interval=0.1)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _sleep_until(t: float) -> None:
+    """Wait for a window edge: the window is a fixed length on purpose (a benchmark)."""
+    while (left := t - time.time()) > 0:
+        time.sleep(min(left, 0.2))
+
+
+def growth_mb_per_hour(samples: Sequence[tuple[float, int]]) -> float | None:
+    """Least-squares slope of RSS over time, in MB per hour."""
+    if len(samples) < 3:
+        return None
+    import numpy as np
+
+    t = np.array([s[0] for s in samples])
+    rss = np.array([s[1] for s in samples], dtype=float)
+    slope = np.polyfit(t - t[0], rss, 1)[0]
+    return float(slope * 3600 / 1e6)
+
+
+def measure_streams(
+    bench: Bench,
+    build: Path,
+    *,
+    build_label: str,
+    scenario: str,
+    streams: Sequence[Stream] | None = None,
+    make_streams=None,
+    offered: float,
+    duration: float,
+    mode: str = "counter",
+    extra_args: Sequence[str] = (),
+    rss_every: float = RSS_SAMPLE_S,
+) -> Row:
+    """Run one forwarder with ``streams`` (or ``make_streams(topic)``) for ``duration`` s."""
+    topic = kafka_helpers.unique_topic("bench-data")
+    create_data_topic(bench.bootstrap, topic)
+    streams = list(streams) if streams is not None else list(make_streams(topic))
+    base = bench.path(f"{scenario}-{build_label}")
+    files = {k: base.with_name(f"{base.name}.{k}.json") for k in ("control", "progress", "out")}
+    consumer = ManagedProcess(
+        f"bench-consumer-{base.name}",
+        [sys.executable, "-m", "bench.consumer", "--bootstrap", bench.bootstrap,
+         "--topic", topic, "--mode", mode, "--expect", str(len(streams)),
+         *(arg for k, p in files.items() for arg in (f"--{k}", str(p)))],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    ).start()
+    try:
+        with RunningForwarder(bench, build, extra_args) as fwd:
+            bench.say(f"{scenario} [{build_label}]: forwarder pid {fwd.pid} up; "
+                      f"adding {len(streams)} streams")
+            fwd.control.add(streams)
+
+            def all_flowing():
+                if not consumer.is_running():
+                    raise RuntimeError(f"consumer exited: {consumer.tail()}")
+                progress = _read_json(files["progress"])
+                return progress if progress and progress["pvs"] >= len(streams) else None
+
+            wait_until(
+                all_flowing,
+                timeout=FLOW_TIMEOUT_S,
+                what=f"values from all {len(streams)} PVs",
+                seen=lambda: _read_json(files["progress"]),
+                interval=0.2,
+            )
+            t0 = time.time() + SETTLE_S
+            t1 = t0 + duration
+            files["control"].write_text(json.dumps({"t0": t0, "t1": t1, "drain": DRAIN_S}))
+            bench.say(f"{scenario} [{build_label}]: all PVs flowing; measuring {duration:.0f} s")
+            _sleep_until(t0)
+            cpu0 = procstats.cpu_seconds(fwd.pid)
+            rss = [(time.time(), procstats.rss_bytes(fwd.pid))]
+            next_note = t0 + PROGRESS_EVERY_S
+            while time.time() < t1:
+                _sleep_until(min(t1, time.time() + rss_every))
+                rss.append((time.time(), procstats.rss_bytes(fwd.pid)))
+                if time.time() >= next_note:  # long windows (the soak): show it is alive
+                    next_note += PROGRESS_EVERY_S
+                    bench.say(f"{scenario} [{build_label}]: {time.time() - t0:.0f} s of "
+                              f"{duration:.0f} s, RSS {rss[-1][1] / 1e6:.1f} MB")
+            cpu1 = procstats.cpu_seconds(fwd.pid)
+            alive = fwd.process.is_running()
+            _wait_exit(consumer, DRAIN_S + 30, "the consumer to finish")
+    finally:
+        consumer.stop()
+    result = _read_json(files["out"])
+    if result is None:
+        raise RuntimeError(f"consumer wrote no result; log {consumer.log_path}")
+    return _row(build_label, scenario, offered, mode, result, cpu1 - cpu0, rss, alive)
+
+
+def _row(build_label, scenario, offered, mode, result, cpu_s, rss, alive) -> Row:
+    count = result["window_count"]
+    if mode == "counter":
+        loss = result["gaps"] + (result["missing_pvs"] or 0)
+        zero = loss == 0
+        note = f"repeats {result['repeats']}" if result["repeats"] else ""
+    else:
+        # FAKE values are random: no counter to check, so "loss" is the shortfall in rate.
+        loss = None
+        # The FAKE timer drifts a little even when idle (~95% of nominal at 10 PVs).
+        zero = result["rate"] >= 0.9 * offered
+        note = "count only (FAKE values are random)"
+    if "to_broker_p50_ms" in result:
+        note = (f"EPICS->broker p50/p99 {result['to_broker_p50_ms']:.1f}/"
+                f"{result['to_broker_p99_ms']:.1f} ms; {note}").strip("; ")
+    if not alive:
+        note = (note + "; forwarder died").strip("; ")
+    steady = rss[len(rss) // 2 :]
+    return Row(
+        build=build_label,
+        scenario=scenario,
+        kind="forwarder",
+        offered=offered,
+        rate=result["rate"],
+        loss=loss,
+        zero_loss=zero,
+        p50_ms=result["lat_p50_ms"],
+        p99_ms=result["lat_p99_ms"],
+        max_ms=result["lat_max_ms"],
+        cpu_us=cpu_s / count * 1e6 if count else None,
+        rss_start_mb=rss[0][1] / 1e6,
+        rss_steady_mb=sum(r for _, r in steady) / len(steady) / 1e6,
+        rss_growth_mb_h=None,  # a few seconds say nothing about growth; the soak sets it
+        note=note,
+        extra={
+            "cpu_s": cpu_s,
+            "window_count": count,
+            "consumer": {k: v for k, v in result.items() if k != "latency_hist_ms"},
+            "latency_quantiles_ms": result["latency_hist_ms"],
+            "rss_samples": rss,
+        },
+    )
+
+
+def generator_row(bench: Bench, *, scenario: str, protocol: str, names: Sequence[str],
+                  offered: float, seconds: float) -> Row:
+    """Monitor the load generator alone (no forwarder) and report what it delivers."""
+    out = bench.path(f"gen-{scenario}").with_suffix(".json")
+    proc = ManagedProcess(
+        f"bench-gen-{out.stem}",
+        [sys.executable, "-m", "bench.gen_check", "--protocol", protocol,
+         "--seconds", str(seconds), "--out", str(out), *names],
+        cwd=REPO_ROOT,
+        env={**os.environ, **bench.network.client_env(), "PYTHONPATH": str(REPO_ROOT)},
+    ).start()
+    try:
+        _wait_exit(proc, seconds + 90, f"the {protocol} generator check")
+    finally:
+        proc.stop()
+    result = _read_json(out)
+    if result is None:
+        raise RuntimeError(f"generator check wrote no result; log {proc.log_path}")
+    loss = result["gaps"] + (result["pvs"] - result["connected"])
+    return Row(
+        build="(generator)",
+        scenario=scenario,
+        kind="generator",
+        offered=offered,
+        rate=result["rate"],
+        loss=loss,
+        zero_loss=loss == 0 and result["rate"] >= 0.95 * offered,
+        p50_ms=result["lat_p50_ms"],
+        p99_ms=result["lat_p99_ms"],
+        max_ms=result["lat_max_ms"],
+        note=f"{protocol} monitor client alone, client CPU "
+        f"{result['cpu_s'] / max(result['seconds'], 1e-9) * 100:.0f}%",
+        extra=result,
+    )

@@ -1,0 +1,143 @@
+"""Results out: the table on stdout, everything in JSON, and two PNG plots (matplotlib Agg).
+
+Files go to logs/bench/: results-<time>.json, latency-<time>.png (latency distribution of
+each measured row) and throughput-<time>.png (forwarded vs offered rate of the step-ups).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from bench.harness import Row
+
+COLUMNS = (
+    ("build", 12, "s"), ("scenario", 22, "s"), ("offered/s", 9, ".0f"), ("fwd/s", 9, ".0f"),
+    ("0-loss", 6, "s"), ("loss", 6, "d"), ("p50ms", 7, ".1f"), ("p99ms", 7, ".1f"),
+    ("maxms", 7, ".0f"), ("cpu_us", 7, ".1f"), ("rss0MB", 6, ".0f"), ("rssMB", 6, ".0f"),
+    ("MB/h", 6, ".1f"), ("ratio", 11, "s"),
+)
+
+
+def _ratios(rows: list[Row]) -> dict[int, str]:
+    """For builds after the first: rate and CPU of a row against the first build's match."""
+    base: dict[tuple, Row] = {}
+    first = next((r.build for r in rows if r.kind == "forwarder"), None)
+    for r in rows:
+        if r.kind == "forwarder" and r.build == first:
+            base[(r.scenario, r.offered)] = r
+    out = {}
+    for i, r in enumerate(rows):
+        b = base.get((r.scenario, r.offered))
+        if r.kind != "forwarder" or r.build == first or b is None:
+            continue
+        parts = []
+        if r.rate and b.rate:
+            parts.append(f"x{r.rate / b.rate:.2f}")
+        if r.cpu_us and b.cpu_us:
+            parts.append(f"c{r.cpu_us / b.cpu_us:.2f}")
+        out[i] = " ".join(parts)
+    return out
+
+
+def _cells(row: Row, ratio: str) -> list:
+    zero = None if row.zero_loss is None else ("yes" if row.zero_loss else "NO")
+    return [row.build, row.scenario, row.offered, row.rate, zero, row.loss, row.p50_ms,
+            row.p99_ms, row.max_ms, row.cpu_us, row.rss_start_mb, row.rss_steady_mb,
+            row.rss_growth_mb_h, ratio]
+
+
+def table(rows: list[Row]) -> str:
+    ratios = _ratios(rows)
+    head = " ".join(f"{name:>{w}}" if fmt != "s" else f"{name:<{w}}" for name, w, fmt in COLUMNS)
+    lines = [head + "  note", "-" * len(head)]
+    for i, row in enumerate(rows):
+        cells = []
+        for value, (_, width, fmt) in zip(_cells(row, ratios.get(i, "")), COLUMNS, strict=True):
+            if value is None or value == "":
+                cells.append(f"{'-':>{width}}")
+            elif fmt == "s":
+                cells.append(f"{str(value)[:width]:<{width}}")
+            else:
+                cells.append(f"{value:>{width}{fmt}}")
+        lines.append(" ".join(cells) + "  " + row.note)
+    return "\n".join(lines)
+
+
+def save_json(rows: list[Row], meta: dict, out_dir: Path, stamp: str) -> Path:
+    path = out_dir / f"results-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "rows": [dataclasses.asdict(r) for r in rows]},
+                               indent=1))
+    return path
+
+
+def plot_latency(rows: list[Row], path: Path) -> Path | None:
+    """Latency CDF of every measured row that has latency quantiles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [r for r in rows if r.extra.get("latency_quantiles_ms")]
+    if not measured:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 6))
+    colours = plt.get_cmap("tab20").colors
+    for i, r in enumerate(measured):
+        q = np.array(r.extra["latency_quantiles_ms"])
+        ax.plot(np.maximum(q, 1e-2), np.linspace(0, 100, len(q)),
+                color=colours[i % len(colours)], linestyle=("-", "--", ":")[i // 20 % 3],
+                label=f"{r.build} {r.scenario} @{r.offered:.0f}/s")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency: consumer receive time - EPICS timestamp (ms)")
+    ax.set_ylabel("percentile")
+    ax.axvline(20, color="grey", linestyle=":", label="p99 target 20 ms")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_throughput(rows: list[Row], path: Path) -> Path | None:
+    """Forwarded vs offered rate per (build, scenario), with the y = x line; the generator
+    checks (no forwarder) dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = defaultdict(list)
+    for r in rows:
+        if r.offered and r.rate is not None:
+            series[(r.build, r.scenario)].append((r.offered, r.rate, bool(r.zero_loss)))
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    top = max(p[0] for pts in series.values() for p in pts)
+    ax.plot([0, top], [0, top], color="grey", linestyle=":", label="forwarded = offered")
+    for (build, scenario), pts in sorted(series.items()):
+        pts.sort()
+        style = {"linestyle": "--", "alpha": 0.6} if build == "(generator)" else {}
+        line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                        label=f"{build} {scenario}", **style)
+        lossy = [p for p in pts if not p[2]]
+        if lossy:
+            ax.scatter([p[0] for p in lossy], [p[1] for p in lossy], marker="x", s=80,
+                       color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered updates/s")
+    ax.set_ylabel("forwarded updates/s (x: with loss)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
