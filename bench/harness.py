@@ -29,6 +29,7 @@ from helpers.rig.processes import ManagedProcess
 
 START_TIMEOUT_S = 60.0
 FLOW_TIMEOUT_S = 120.0
+STALL_S = 15.0  # no new PV for this long: the missing ones are not coming
 SETTLE_S = 2.0  # after the last PV first shows up, before the window opens
 DRAIN_S = 10.0
 RSS_SAMPLE_S = 1.0
@@ -200,13 +201,27 @@ def measure_streams(
                       f"adding {len(streams)} streams")
             fwd.control.add(streams)
 
+            stall = {"pvs": -1, "since": time.monotonic()}
+
             def all_flowing():
+                """All PVs seen; or some never come (counted as loss) and none has for a
+                while."""
                 if not consumer.is_running():
                     raise RuntimeError(f"consumer exited: {consumer.tail()}")
                 progress = _read_json(files["progress"])
-                return progress if progress and progress["pvs"] >= len(streams) else None
+                if not progress:
+                    return None
+                if progress["pvs"] != stall["pvs"]:
+                    stall.update(pvs=progress["pvs"], since=time.monotonic())
+                if progress["pvs"] >= len(streams):
+                    return progress
+                if progress["pvs"] and time.monotonic() - stall["since"] > STALL_S:
+                    bench.say(f"{scenario} [{build_label}]: only {progress['pvs']} of "
+                              f"{len(streams)} PVs deliver; measuring anyway")
+                    return progress
+                return None
 
-            wait_until(
+            flowing = wait_until(
                 all_flowing,
                 timeout=FLOW_TIMEOUT_S,
                 what=f"values from all {len(streams)} PVs",
@@ -216,9 +231,11 @@ def measure_streams(
             t0 = time.time() + SETTLE_S
             t1 = t0 + duration
             files["control"].write_text(json.dumps({"t0": t0, "t1": t1, "drain": DRAIN_S}))
-            bench.say(f"{scenario} [{build_label}]: all PVs flowing; measuring {duration:.0f} s")
+            bench.say(f"{scenario} [{build_label}]: {flowing['pvs']} PVs flowing; "
+                      f"measuring {duration:.0f} s")
             _sleep_until(t0)
             cpu0 = procstats.cpu_seconds(fwd.pid)
+            threads0 = procstats.thread_cpu(fwd.pid)
             rss = [(time.time(), procstats.rss_bytes(fwd.pid))]
             next_note = t0 + PROGRESS_EVERY_S
             while time.time() < t1:
@@ -229,6 +246,7 @@ def measure_streams(
                     bench.say(f"{scenario} [{build_label}]: {time.time() - t0:.0f} s of "
                               f"{duration:.0f} s, RSS {rss[-1][1] / 1e6:.1f} MB")
             cpu1 = procstats.cpu_seconds(fwd.pid)
+            threads = procstats.cpu_split(threads0, procstats.thread_cpu(fwd.pid))
             alive = fwd.process.is_running()
             _wait_exit(consumer, DRAIN_S + 30, "the consumer to finish")
     finally:
@@ -236,7 +254,10 @@ def measure_streams(
     result = _read_json(files["out"])
     if result is None:
         raise RuntimeError(f"consumer wrote no result; log {consumer.log_path}")
-    return _row(build_label, scenario, offered, mode, result, cpu1 - cpu0, rss, alive)
+    row = _row(build_label, scenario, offered, mode, result, cpu1 - cpu0, rss, alive)
+    row.extra["cpu_by_thread"] = threads
+    row.note = f"{row.note}; threads: {threads}".strip("; ")
+    return row
 
 
 def _row(build_label, scenario, offered, mode, result, cpu_s, rss, alive) -> Row:
@@ -245,6 +266,8 @@ def _row(build_label, scenario, offered, mode, result, cpu_s, rss, alive) -> Row
         loss = result["gaps"] + (result["missing_pvs"] or 0)
         zero = loss == 0
         note = f"repeats {result['repeats']}" if result["repeats"] else ""
+        if result["missing_pvs"]:
+            note = f"{result['missing_pvs']} PVs never delivered; {note}".strip("; ")
     else:
         # FAKE values are random: no counter to check, so "loss" is the shortfall in rate.
         loss = None

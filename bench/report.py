@@ -68,6 +68,40 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def summary(rows: list[Row]) -> str:
+    """The issue's targets per build, and the highest sustained rate of each step-up."""
+    lines = []
+    for r in rows:
+        if r.kind != "forwarder":
+            continue
+        if r.scenario in ("ca-1000x10Hz", "pva-1000x10Hz") and r.cpu_us is not None:
+            lines.append(f"{r.build} {r.scenario}: CPU {r.cpu_us:.1f} us/update (<= 20: "
+                         f"{_met(r.cpu_us <= 20)}), p99 {r.p99_ms:.1f} ms (<= 20: "
+                         f"{_met(r.p99_ms <= 20)}), loss {r.loss}")
+        elif r.scenario == "add-10k":
+            took = r.extra["seconds"]
+            lines.append(f"{r.build} add-10k: {took:.2f} s (<= 10 s: {_met(took <= 10)})")
+        elif r.scenario == "soak":
+            flat = r.extra["rss_flatness_pct"]
+            lines.append(f"{r.build} soak: RSS spread {flat:.1f}% (<= 5%: {_met(flat <= 5)}), "
+                         f"slope {r.rss_growth_mb_h or 0:.1f} MB/h")
+    best: dict[tuple[str, str], float] = defaultdict(float)
+    for r in rows:
+        if r.scenario.startswith(("step-up", "fake-max")) and r.offered and r.rate:
+            key = (r.build, r.scenario)
+            best[key] = max(best[key], 0.0)
+            if r.zero_loss and r.rate >= 0.9 * r.offered:
+                best[key] = max(best[key], r.offered)
+    for (build, scenario), rate in sorted(best.items()):
+        lines.append(f"{build} {scenario}: highest offered rate sustained without loss "
+                     f"{rate:.0f}/s")
+    return "\n".join(lines)
+
+
 def save_json(rows: list[Row], meta: dict, out_dir: Path, stamp: str) -> Path:
     path = out_dir / f"results-{stamp}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,8 +140,8 @@ def plot_latency(rows: list[Row], path: Path) -> Path | None:
 
 
 def plot_throughput(rows: list[Row], path: Path) -> Path | None:
-    """Forwarded vs offered rate per (build, scenario), with the y = x line; the generator
-    checks (no forwarder) dashed."""
+    """Forwarded vs offered rate of each stepped scenario per build, with the y = x line;
+    the generator checks (no forwarder) dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,6 +151,7 @@ def plot_throughput(rows: list[Row], path: Path) -> Path | None:
     for r in rows:
         if r.offered and r.rate is not None:
             series[(r.build, r.scenario)].append((r.offered, r.rate, bool(r.zero_loss)))
+    series = {k: v for k, v in series.items() if len(v) > 1}  # the step-ups
     if not series:
         return None
     fig, ax = plt.subplots(figsize=(8, 5.5))

@@ -30,9 +30,9 @@ OUT_DIR = LOG_DIR / "bench"
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--build", type=Path, action="append", default=[],
+    parser.add_argument("--build", type=Path, action="extend", nargs="+", default=[], metavar="PATH",
                         help=f"forwarder build to measure (default {DEFAULT_BUILD})")
-    parser.add_argument("--compare", type=Path, action="append", default=[],
+    parser.add_argument("--compare", type=Path, action="extend", nargs="+", default=[], metavar="PATH",
                         help="another build, measured the same way; adds a ratio column")
     parser.add_argument("--quick", action="store_true", help="short windows, fewer steps")
     parser.add_argument("--scenarios", nargs="+", choices=sorted(SCENARIOS),
@@ -102,6 +102,8 @@ def main(argv=None) -> int:
     }
     print()
     print(report.table(rows))
+    print()
+    print(report.summary(rows))
     print()
     paths = [report.save_json(rows, meta, OUT_DIR, stamp),
              report.plot_latency(rows, OUT_DIR / f"latency-{stamp}.png"),

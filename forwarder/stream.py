@@ -96,7 +96,7 @@ class Stream:
         self._last_ts: int | None = None  # reset on CONNECTED, see on_connection
         self._last_alarm: tuple[int, str] | None = None
         self._last_payload: bytes | None = None
-        self._unsupported_logged = False
+        self._unsupported_logged: set[str] = set()  # kinds of message already logged
         self._resend_key = (self, "resend")
         self._grace_key = (self, "grace")
 
@@ -179,19 +179,7 @@ class Stream:
         self._last_ts = update.timestamp_ns
         timestamp_ms = update.timestamp_ns // NS_PER_MS
 
-        payload = None
-        try:
-            payload = self._serialiser.serialise(update)
-        except UnsupportedValue as e:
-            self._metrics.inc("processing_errors")
-            if not self._unsupported_logged:
-                self._unsupported_logged = True
-                log.error(
-                    "PV %s cannot be sent as %s: %s (logged once for this stream)",
-                    self.spec.channel,
-                    self.spec.schema,
-                    e,
-                )
+        payload = self._serialise(self.spec.schema, self._serialiser.serialise, update)
         if payload is not None:
             self._producer.produce(self.spec.topic, self._key, payload, timestamp_ms)
             self._metrics.observe(
@@ -205,16 +193,44 @@ class Stream:
             current = (int(alarm.severity), alarm.message)
             if current != self._last_alarm:
                 self._last_alarm = current
-                message = self._alarm_serialiser.serialise(
-                    self.spec.channel, update.timestamp_ns, alarm
+                message = self._serialise(
+                    "alarm",
+                    self._alarm_serialiser.serialise,
+                    self.spec.channel,
+                    update.timestamp_ns,
+                    alarm,
                 )
-                self._producer.produce(self.spec.topic, self._key, message, timestamp_ms)
+                if message is not None:
+                    self._producer.produce(self.spec.topic, self._key, message, timestamp_ms)
 
     def _send_connection(self, status: ConnectionStatus, timestamp_ns: int) -> None:
-        message = self._connection_serialiser.serialise(
-            self.spec.channel, timestamp_ns, status, self._service_id
+        message = self._serialise(
+            "connection",
+            self._connection_serialiser.serialise,
+            self.spec.channel,
+            timestamp_ns,
+            status,
+            self._service_id,
         )
-        self._producer.produce(self.spec.topic, self._key, message, timestamp_ns // NS_PER_MS)
+        if message is not None:
+            self._producer.produce(self.spec.topic, self._key, message, timestamp_ns // NS_PER_MS)
+
+    def _serialise(self, kind: str, serialise: Callable[..., bytes | None], *args) -> bytes | None:
+        """``serialise(*args)``, or None when the schema cannot carry it: an unsendable value
+        is a property of the PV, so it is counted each time but logged once per kind."""
+        try:
+            return serialise(*args)
+        except UnsupportedValue as e:
+            self._metrics.inc("processing_errors")
+            if kind not in self._unsupported_logged:
+                self._unsupported_logged.add(kind)
+                log.error(
+                    "PV %s cannot be sent as %s: %s (logged once for this stream)",
+                    self.spec.channel,
+                    kind,
+                    e,
+                )
+            return None
 
     def _arm_resend(self) -> None:
         if self._periodic and self._period_s and self._last_payload is not None:

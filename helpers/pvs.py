@@ -105,3 +105,7 @@ TABLE = "TABLE"
 EMPTY_TABLE = "EMPTY_TABLE"
 TABLE_COLUMNS = {"value": np.float64, "timestamp": np.uint64}
 TABLE_INITIAL_VALUES = [1.5, 2.5, 3.5]  # the timestamps are the server's start time + i ms
+# An NTTable like TABLE with int64 values: senv carries integer samples only.
+INT_TABLE = "INT_TABLE"
+INT_TABLE_COLUMNS = {"value": np.int64, "timestamp": np.uint64}
+INT_TABLE_INITIAL_VALUES = [10, 20, 30]

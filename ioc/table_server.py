@@ -17,9 +17,12 @@ READY_LINE = "Table server ready"
 
 # Columns of the se00/senv tables: sample value and its timestamp in ns since the epoch.
 SAMPLE_COLUMNS = [("value", "d"), ("timestamp", "L")]
+# senv carries integer samples only, so it needs a table with an integer value column.
+INT_SAMPLE_COLUMNS = [("value", "l"), ("timestamp", "L")]
 # Suffixes of the served tables; the initial rows of each.
 TABLE = "TABLE"
 EMPTY_TABLE = "EMPTY_TABLE"
+INT_TABLE = "INT_TABLE"
 
 
 def initial_rows(now_ns: int) -> dict[str, list[dict]]:
@@ -27,7 +30,13 @@ def initial_rows(now_ns: int) -> dict[str, list[dict]]:
     return {
         TABLE: [{"value": 1.5 + i, "timestamp": now_ns + i * 1_000_000} for i in range(3)],
         EMPTY_TABLE: [],
+        INT_TABLE: [{"value": 10 * (i + 1), "timestamp": now_ns + i * 1_000_000} for i in range(3)],
     }
+
+
+def columns(suffix: str) -> list[tuple[str, str]]:
+    """The column types of table ``suffix``."""
+    return INT_SAMPLE_COLUMNS if suffix == INT_TABLE else SAMPLE_COLUMNS
 
 
 def _stamp(value, now: float) -> None:
@@ -52,13 +61,12 @@ def make_pvs(prefix: str) -> dict:
     from p4p.nt import NTTable
     from p4p.server.thread import SharedPV
 
-    table_type = NTTable(SAMPLE_COLUMNS)
     now = time.time()
     pvs = {}
     for suffix, rows in initial_rows(int(now * 1e9)).items():
-        value = table_type.wrap(rows)
+        value = NTTable(columns(suffix)).wrap(rows)
         # wrap() leaves out columns without rows; an empty table still has both columns.
-        for name, _ in SAMPLE_COLUMNS:
+        for name, _ in columns(suffix):
             value[f"value.{name}"] = [row[name] for row in rows]
         _stamp(value, now)
         pvs[prefix + suffix] = SharedPV(handler=PostPuts(), initial=value)

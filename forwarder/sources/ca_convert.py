@@ -7,6 +7,8 @@ ENUM 3, CHAR 4, LONG 5, DOUBLE 6; the TIME_ variants are these plus 14.
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 
 from forwarder.sources.alarm_names import ca_status_name
@@ -55,8 +57,8 @@ def timestamp_ns(posixseconds: int, nanoseconds: int) -> int:
 def convert_value(value: object, ftype: int) -> object:
     """The value as the pipeline wants it (see forwarder.update.Value).
 
-    A 1-element array becomes a numpy scalar; char arrays stay np.uint8 arrays; strings are
-    str and string arrays tuples of str.
+    A 1-element array (char waveforms too) becomes a numpy scalar; longer char arrays stay
+    np.uint8 arrays; strings are str and string arrays tuples of str.
     """
     ntype = native_type(ftype)
     if ntype == DBR_STRING:
@@ -67,7 +69,8 @@ def convert_value(value: object, ftype: int) -> object:
     np_type = NUMPY_TYPES.get(ntype)
     if np_type is None:
         raise ValueError(f"unsupported CA field type {ftype}")
-    if isinstance(value, np.ndarray) or isinstance(value, (list, tuple)):
+    # pyepics hands a 1-element char waveform over as a ctypes array, not a numpy one.
+    if isinstance(value, (np.ndarray, list, tuple, ctypes.Array)):
         array = np.asarray(value).astype(np_type, copy=False).reshape(-1)
         return array[0] if array.size == 1 else array
     return np_type(value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import pytest
 
@@ -47,6 +49,15 @@ def test_source_ca_arrays_keep_length_and_single_elements_become_scalars():
     assert isinstance(chars, np.ndarray) and chars.dtype == np.uint8
     empty = convert_value(np.array([], dtype=np.float64), DBR_DOUBLE + TIME_OFFSET)
     assert isinstance(empty, np.ndarray) and empty.size == 0
+
+
+def test_source_ca_one_element_char_waveform_from_pyepics_becomes_a_scalar():
+    """pyepics gives a multi-element char waveform holding 1 element as a ctypes array (no
+    numpy for count 1): it must become a scalar like every other 1-element waveform."""
+    one = convert_value((ctypes.c_ubyte * 1)(200), DBR_CHAR + TIME_OFFSET)
+    assert type(one) is np.uint8 and one == 200
+    two = convert_value((ctypes.c_ubyte * 2)(1, 2), DBR_CHAR + TIME_OFFSET)
+    assert isinstance(two, np.ndarray) and two.dtype == np.uint8 and two.tolist() == [1, 2]
 
 
 def test_source_ca_strings():

@@ -202,6 +202,36 @@ def test_unsupported_value_logs_once_and_counts_each_time(caplog):
     assert not any(v.startswith(b"data") for v in producer.values())
 
 
+class UnsupportedSerialiser:
+    """An alarm or connection serialiser whose schema cannot carry anything."""
+
+    def serialise(self, *args):
+        raise UnsupportedValue("cannot carry this")
+
+
+@pytest.mark.parametrize("which", ["_alarm_serialiser", "_connection_serialiser"])
+def test_unsupported_alarm_or_connection_logs_once_counts_and_data_goes_on(which, caplog):
+    """Like data: an unsendable alarm or status must not count as a callback error nor stop
+    the values."""
+    stream, producer, metrics, *_ = make_stream()
+    setattr(stream, which, UnsupportedSerialiser())
+    minor = Alarm(Severity.MINOR, "HIGH", "HIGH")
+    with caplog.at_level(logging.ERROR):
+        stream.on_connection(ConnectionStatus.CONNECTED, NOW_NS)
+        stream.on_update(upd(np.float64(1.0), NOW_NS + 1))
+        stream.on_update(upd(np.float64(2.0), NOW_NS + 2, minor))
+        stream.on_connection(ConnectionStatus.DISCONNECTED, NOW_NS + 3)
+    errors = [r for r in caplog.records if "cannot carry this" in r.getMessage()]
+    assert len(errors) == 1 and "PV:1" in errors[0].getMessage()
+    snapshot = metrics.snapshot()
+    assert snapshot["processing_errors"] == 2 and snapshot.get("callback_errors", 0) == 0
+    assert [v for v in producer.values() if v.startswith(b"data")] == [b"data:1.0", b"data:2.0"]
+    if which == "_alarm_serialiser":
+        assert b"ep01:DISCONNECTED:svc" in producer.values()
+    else:
+        assert b"al00:MINOR:HIGH" in producer.values()
+
+
 def test_exceptions_in_callbacks_are_counted_not_raised(caplog):
     stream, producer, metrics, *_ = make_stream()
 
