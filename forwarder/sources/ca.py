@@ -8,10 +8,20 @@ The subscription is made on the first connection, when the native type is known,
 count=0 so that waveforms arrive with their NORD length. libca keeps it across
 disconnects and, on reconnect, sends the current value again after the connection
 callback; a changed native type after an IOC restart gets a fresh subscription.
+
+The initial value is forwarded on every (re)connection, always. pyepics' poll() after
+ca_create_subscription is a no-op on a libca callback thread (ca_pend_event returns
+ECA_EVDISALLOW there), so the request made in the connection callback is flushed
+explicitly. As a safety net, a channel that is connected but has had no value after
+INITIAL_VALUE_DEADLINE_S fetches one with a DBR_TIME get from the factory's timer thread
+(never from a libca callback thread or the caller of start()); the stream layer rejects
+a later monitor event with the same EPICS timestamp, so nothing is forwarded twice.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import queue
 import threading
@@ -24,6 +34,11 @@ from forwarder.update import ConnectionStatus, Update
 
 log = logging.getLogger(__name__)
 
+# Seconds a connected channel may go without a value before it fetches one.
+INITIAL_VALUE_DEADLINE_S = 2.0
+# Seconds the fetch waits for the IOC's answer.
+FETCH_TIMEOUT_S = 2.0
+
 
 def _ca():
     """Import pyepics' CA module only when CA is used (importing it does not start libca)."""
@@ -35,11 +50,15 @@ def _ca():
 class _Channel:
     """One CA channel and its subscription, shared by the sources of one PV name."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, timers: _Timers | None = None):
         self.name = name
+        self._timers = timers
         self._lock = threading.Lock()
         self._deliveries: list[Delivery] = []
         self._connected = False
+        self._closed = False
+        self._generation = 0  # counts connections: a check belongs to one of them
+        self._chid_int: int | None = None
         self._last_update: Update | None = None
         self._subscription = None  # pyepics' (callback, user arg, event id): keep it alive
         self._subscribed_type: int | None = None
@@ -82,6 +101,7 @@ class _Channel:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             deliveries, self._deliveries = self._deliveries, []
         for d in deliveries:
             d.close()
@@ -104,13 +124,21 @@ class _Channel:
             status = ConnectionStatus.CONNECTED if conn else ConnectionStatus.DISCONNECTED
             with self._lock:
                 self._connected = bool(conn)
+                self._generation += 1
+                generation = self._generation
                 if not conn:
                     self._last_update = None
+                else:
+                    self._chid_int = chid
                 deliveries = list(self._deliveries)
             for d in deliveries:
                 d.deliver_connection(status)
             if conn:
                 self._subscribe(chid)
+                if self._timers is not None:
+                    self._timers.call_later(
+                        INITIAL_VALUE_DEADLINE_S, lambda: self.check_value(generation)
+                    )
         except Exception:
             log.exception("CA connection callback failed for %s", self.name)
 
@@ -128,6 +156,9 @@ class _Channel:
             chid, ftype=time_type, count=0, callback=self._on_value
         )
         self._subscribed_type = time_type
+        # On a libca callback thread pyepics' poll() does not flush: without this the
+        # request (and so the initial value) may wait for an unrelated flush.
+        ca.flush_io()
 
     def _on_value(self, value=None, **kwargs):
         try:
@@ -135,6 +166,8 @@ class _Channel:
         except Exception as error:
             with self._lock:
                 deliveries = list(self._deliveries)
+            if not deliveries:
+                log.error("dropping update of %s: cannot convert it (%s)", self.name, error)
             for d in deliveries:
                 d.conversion_failed(error)
             return
@@ -143,6 +176,101 @@ class _Channel:
             deliveries = list(self._deliveries)
         for d in deliveries:
             d.deliver_update(update)
+
+    # -- safety net (timer thread) ----------------------------------------------------------
+
+    def check_value(self, generation: int) -> None:
+        """Fetches the value of connection ``generation`` if none has arrived yet."""
+        with self._lock:
+            if (
+                self._closed
+                or generation != self._generation
+                or not self._connected
+                or self._last_update is not None
+                or self._subscribed_type is None
+            ):
+                return
+            chid, time_type = self._chid_int, self._subscribed_type
+        log.warning(
+            "%s: no value %.1fs after connecting; fetching it", self.name, INITIAL_VALUE_DEADLINE_S
+        )
+        try:
+            data = self._fetch(chid, time_type)
+        except Exception:
+            if not self._closed:
+                log.exception("fetching the value of %s failed", self.name)
+            return
+        if data is None:
+            log.warning("fetching the value of %s timed out", self.name)
+            return
+        try:
+            value = data.pop("value")
+            update = update_from_ca(self.name, value, {**data, "ftype": time_type})
+        except Exception as error:
+            log.error("dropping fetched value of %s: cannot convert it (%s)", self.name, error)
+            return
+        with self._lock:
+            if self._closed or generation != self._generation or self._last_update is not None:
+                return  # a monitor event came first
+            self._last_update = update
+            # Under the lock, so that a newer monitor event cannot overtake it.
+            for d in self._deliveries:
+                d.deliver_update(update)
+
+    def _fetch(self, chid, time_type: int) -> dict | None:
+        ca = _ca()
+        ca.use_initial_context()
+        ca.flush_io()
+        # count=0: the IOC sends the current length (NORD for waveforms), as the monitor does.
+        return ca.get_with_metadata(
+            chid, ftype=time_type, count=0, wait=True, timeout=FETCH_TIMEOUT_S
+        )
+
+
+class _Timers:
+    """One thread that runs jobs at their deadlines, started on first use."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._heap: list = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def call_later(self, delay: float, job) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ca-timers", daemon=True)
+                self._thread.start()
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), job))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        return
+                    now = time.monotonic()
+                    if self._heap and self._heap[0][0] <= now:
+                        job = heapq.heappop(self._heap)[2]
+                        break
+                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+            try:
+                job()
+            except Exception:
+                log.exception("CA timer job failed")
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._heap.clear()
+            self._cond.notify()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=FETCH_TIMEOUT_S + 3)
 
 
 class _Replayer:
@@ -199,6 +327,7 @@ class CaSourceFactory:
         self._started = False
         self._closed = False
         self._replayer = _Replayer()  # used under self._lock only
+        self._timers = _Timers()
 
     def create(
         self, channel: str, on_update: UpdateCallback, on_connection: ConnectionCallback
@@ -217,7 +346,7 @@ class CaSourceFactory:
                     if ca.libca is None:
                         ca.initialize_libca()  # PREEMPTIVE_CALLBACK is pyepics' default
                     self._started = True
-                ch = self._channels[delivery.channel] = _Channel(delivery.channel)
+                ch = self._channels[delivery.channel] = _Channel(delivery.channel, self._timers)
                 ch.open()
             ch.add(delivery, self._replayer)
 
@@ -237,6 +366,7 @@ class CaSourceFactory:
             started, self._started = self._started, False
             self._closed = True
             self._replayer.close()
+        self._timers.close()
         for ch in channels:
             ch.close()
         if started:

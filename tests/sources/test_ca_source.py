@@ -239,3 +239,48 @@ def test_ca_factory_close_ends_callbacks(ca_setup):
         timeout=60,
     )
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-2000:]
+
+
+def test_ca_lost_initial_event_is_fetched(ca_setup, monkeypatch, caplog):
+    """The initial value is forwarded even if libca's initial monitor event never arrives."""
+    from forwarder.sources import ca as ca_module
+
+    factory, ioc, _ = ca_setup
+    name = ioc.prefix + "LONG"
+    dropped = []
+    original = ca_module._Channel._on_value
+
+    def lossy(self, value=None, **kwargs):
+        if self.name == name:
+            dropped.append(value)  # LONG is static: every event of it is an initial one
+            return
+        original(self, value=value, **kwargs)
+
+    monkeypatch.setattr(ca_module._Channel, "_on_value", lossy)
+    monkeypatch.setattr(ca_module, "INITIAL_VALUE_DEADLINE_S", 0.2)
+    source, rec = subscribe(factory, name)
+    try:
+        update = wait_for_update(rec, "the fetched value of LONG")
+        assert dropped == [42]
+        assert type(update.value) is np.int32 and update.value == 42
+        assert update.timestamp_ns > 0
+        assert rec.snapshot()[0] == ("connection", ConnectionStatus.CONNECTED)
+        assert "fetching it" in caplog.text
+    finally:
+        source.stop()
+
+
+def test_ca_channels_opened_back_to_back_all_get_their_initial_value(ca_setup, monkeypatch):
+    """Without the safety net, so that an initial value lost by the subscription shows."""
+    from forwarder.sources import ca as ca_module
+
+    monkeypatch.setattr(ca_module, "INITIAL_VALUE_DEADLINE_S", 3600.0)
+    factory, ioc, _ = ca_setup
+    for _ in range(5):
+        subs = {suffix: subscribe(factory, ioc.prefix + suffix) for suffix in EXPECTED}
+        try:
+            for suffix in EXPECTED:
+                wait_for_update(subs[suffix][1], f"a value of {suffix}", timeout=5.0)
+        finally:
+            for source, _ in subs.values():
+                source.stop()
