@@ -8,6 +8,7 @@
   nox -s images         the docker backend's images, built here with nothing pulled
   nox -s unit           the forwarder's unit tests
   nox -s build          ./build: a virtualenv with the forwarder (the "local build")
+  nox -s bench          end-to-end benchmark of ./build (-- --quick, -- --compare PATH)
   nox -s clean          remove what earlier runs left behind (-- --logs, -- --images)
   nox -s lint           ruff
 """
@@ -102,6 +103,17 @@ def unit(session: nox.Session) -> None:
         "pytest", *UNIT_TESTS, "-p", "no:cacheprovider",
         "--junitxml=logs/junit-unit.xml", *session.posargs,
     )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """End-to-end benchmark on the real rig: ./build, plus --compare PATH builds side by side.
+
+    Options after --, e.g. nox -s bench -- --quick --scenarios ca-1000x10Hz --compare ../other
+    """
+    _install_rig(session)
+    session.run("python", "-m", "helpers.rig.forwarder_build", "build")
+    session.run("python", "-m", "bench.run", *session.posargs)
 
 
 @nox.session
