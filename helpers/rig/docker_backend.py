@@ -21,13 +21,11 @@ from helpers.rig.api import SASL_USERS, EpicsNetwork, ForwarderSpec
 from helpers.rig.docker_compose import COMPOSE_DIR, ComposeProject, escape
 from helpers.rig.docker_images import IOC_IMAGE, KAFKA_IMAGE, ensure_images, forwarder_image
 from helpers.rig.forwarder_args import forwarder_args
-from helpers.rig.local_forwarder import LocalForwarder
 from helpers.rig.local_ioc import START_TIMEOUT, LocalIoc, LocalTableServer
 from helpers.rig.local_kafka import (
     JVM_OPTS,
     START_TIMEOUT_S,
     TOOL_JVM_OPTS,
-    ExternalKafka,
     KafkaPorts,
     format_args,
     free_ports,
@@ -35,8 +33,8 @@ from helpers.rig.local_kafka import (
     server_properties,
 )
 from helpers.rig.paths import CONFIG_FILES, LOG_DIR, run_id
-from helpers.rig.ports import allocate_epics_network
 from helpers.rig.processes import make_temp_dir, remove_temp_dir, tail
+from helpers.rig.rig_base import RigBase
 
 _numbers = itertools.count(1)
 KAFKA_CONF_IN_CONTAINER = "/etc/kafka-rig"
@@ -332,82 +330,41 @@ class DockerForwarder:
             remove_temp_dir(self._dir)
 
 
-class DockerRig:
+class DockerRig(RigBase):
     """The docker backend (helpers.rig.api.Rig). ``forwarder_build`` set: that build runs as
     a local process against the containers (host networking makes them look the same)."""
 
     name = "docker"
 
     def __init__(self, *, forwarder_build: Path | None, kafka_bootstrap: str | None = None):
-        self._build = forwarder_build
-        self._kafka_bootstrap = kafka_bootstrap
-        self._kafka = None
-        self._network: EpicsNetwork | None = None
-        self._owned: list = []
+        super().__init__(forwarder_build=forwarder_build, kafka_bootstrap=kafka_bootstrap)
         self._forwarder_image: str | None = None
 
-    def epics_network(self) -> EpicsNetwork:
-        if self._network is None:
-            self._network = allocate_epics_network()
-        return self._network
-
-    def kafka(self):
-        if self._kafka is None:
-            if self._kafka_bootstrap:
-                self._kafka = ExternalKafka(self._kafka_bootstrap)
-            else:
-                ensure_images("kafka")
-                kafka = DockerKafka()
-                self._kafka = kafka
-                kafka.start()
-        return self._kafka
+    def _new_broker(self) -> DockerKafka:
+        ensure_images("kafka")
+        return DockerKafka()
 
     def ioc(self, prefix: str) -> DockerIoc:
         ensure_images("ioc")
-        ioc = DockerIoc(prefix, self.epics_network())
-        self._owned.append(ioc)
-        return ioc
+        return self._own(DockerIoc(prefix, self.epics_network()))
 
     def table_server(self, prefix: str) -> DockerTableServer:
         ensure_images("ioc")
-        server = DockerTableServer(prefix, self.epics_network())
-        self._owned.append(server)
-        return server
+        return self._own(DockerTableServer(prefix, self.epics_network()))
 
     def forwarder(self, spec: ForwarderSpec):
-        kafka = self.kafka()
-        common = dict(bootstrap=kafka.forwarder_bootstrap,
-                      sasl_bootstrap=kafka.forwarder_sasl_bootstrap,
-                      network=self.epics_network())
         if self._build is not None:
-            fwd = LocalForwarder(spec, build=self._build, **common)
-        else:
-            if self._forwarder_image is None:
-                self._forwarder_image = forwarder_image()
-                ensure_images("forwarder", forwarder_image=self._forwarder_image)
-            fwd = DockerForwarder(spec, image=self._forwarder_image, **common)
-        self._owned.append(fwd)
-        return fwd
-
-    def close(self) -> None:
-        """Stop and remove every container, saving each one's log first."""
-        errors = []
-        for part in reversed(self._owned):
-            try:
-                close = getattr(part, "close", None)
-                if close is not None:
-                    close()
-                elif part.is_running():
-                    part.stop()
-            except Exception as exc:  # noqa: BLE001 - keep closing the others
-                errors.append(f"{part.name}: {exc}")
-        self._owned.clear()
-        if self._kafka is not None:
-            try:
-                self._kafka.close()
-            except Exception as exc:  # noqa: BLE001
-                errors.append(f"kafka: {exc}")
-            self._kafka = None
-        if errors:
-            raise RuntimeError("closing the docker rig: " + "; ".join(errors))
-
+            return self._local_forwarder(spec)
+        if self._forwarder_image is None:
+            self._forwarder_image = forwarder_image()
+            ensure_images("forwarder", forwarder_image=self._forwarder_image)
+        kafka = self.kafka()
+        return self._own(
+            DockerForwarder(
+                spec,
+                image=self._forwarder_image,
+                bootstrap=kafka.forwarder_bootstrap,
+                sasl_bootstrap=kafka.forwarder_sasl_bootstrap,
+                network=self.epics_network(),
+            )
+        )
