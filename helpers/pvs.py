@@ -109,3 +109,16 @@ TABLE_INITIAL_VALUES = [1.5, 2.5, 3.5]  # the timestamps are the server's start 
 INT_TABLE = "INT_TABLE"
 INT_TABLE_COLUMNS = {"value": np.int64, "timestamp": np.uint64}
 INT_TABLE_INITIAL_VALUES = [10, 20, 30]
+
+
+# Load for fault tests (ioc/test.db): COUNTER_COUNT calc records CNT:000 … CNT:099 that each
+# add 1 every 0.1 s while CNT:RUN is 1 (it starts at 0). Over CA and PVA they are doubles.
+COUNTER_RUN = "CNT:RUN"
+COUNTER_COUNT = 100
+
+
+def counter_suffixes(count: int = COUNTER_COUNT) -> list[str]:
+    """Suffixes of the first ``count`` load counters."""
+    if not 0 < count <= COUNTER_COUNT:
+        raise ValueError(f"the test IOC has {COUNTER_COUNT} counters, not {count}")
+    return [f"CNT:{i:03d}" for i in range(count)]
