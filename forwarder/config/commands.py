@@ -56,14 +56,20 @@ def describe(stream) -> str:
     )
 
 
-def parse_command(payload: bytes | None, origin: str = "config message") -> Command | None:
-    """Decode and validate one fc00 message; None (after logging why) if nothing can apply."""
+def parse_command(
+    payload: bytes | None, origin: str = "config message", *, quiet: bool = False
+) -> Command | None:
+    """Decode and validate one fc00 message; None (after logging why) if nothing can apply.
+
+    ``quiet`` logs the reasons at DEBUG, for callers that summarise (the storage read-back).
+    """
+    warn = log.debug if quiet else log.warning
     if payload is None or len(payload) < 8:
-        log.warning("Ignoring %s: too short to be fc00 (%d bytes)", origin, len(payload or b""))
+        warn("Ignoring %s: too short to be fc00 (%d bytes)", origin, len(payload or b""))
         return None
     schema_id = bytes(payload[4:8])
     if schema_id != SCHEMA_ID:
-        log.warning("Ignoring %s with schema id %r (expected fc00)", origin, schema_id)
+        warn("Ignoring %s with schema id %r (expected fc00)", origin, schema_id)
         return None
     try:
         check_fc00(payload)
@@ -71,29 +77,29 @@ def parse_command(payload: bytes | None, origin: str = "config message") -> Comm
         change = update.config_change
         streams = list(update.streams)
     except Exception as error:  # corrupt FlatBuffers raise anything from struct to unicode
-        log.warning("Ignoring %s: malformed fc00 (%s: %s)", origin, type(error).__name__, error)
+        warn("Ignoring %s: malformed fc00 (%s: %s)", origin, type(error).__name__, error)
         return None
     try:
         kind = CommandKind(change)
     except ValueError:
-        log.warning("Ignoring %s: unknown fc00 update type %r", origin, change)
+        warn("Ignoring %s: unknown fc00 update type %r", origin, change)
         return None
     if kind is CommandKind.REMOVE_ALL:
         return Command(kind)
     if kind is CommandKind.REMOVE:
-        patterns = tuple(p for p in (_pattern(s, origin) for s in streams) if p is not None)
+        patterns = tuple(p for p in (_pattern(s, origin, warn) for s in streams) if p is not None)
         if not patterns:
-            log.warning("Ignoring REMOVE %s: no usable stream selector", origin)
+            warn("Ignoring REMOVE %s: no usable stream selector", origin)
             return None
         return Command(kind, patterns=patterns)
-    specs = tuple(s for s in (_spec(s, origin) for s in streams) if s is not None)
+    specs = tuple(s for s in (_spec(s, origin, warn) for s in streams) if s is not None)
     if kind is CommandKind.ADD and not specs:
-        log.warning("Ignoring ADD %s: no valid streams", origin)
+        warn("Ignoring ADD %s: no valid streams", origin)
         return None
     return Command(kind, specs=tuple(dict.fromkeys(specs)))
 
 
-def _spec(stream, origin: str) -> StreamSpec | None:
+def _spec(stream, origin: str, warn=log.warning) -> StreamSpec | None:
     protocol = PROTOCOL_NAMES.get(stream.protocol)
     problem = None
     if not stream.channel:
@@ -105,15 +111,15 @@ def _spec(stream, origin: str) -> StreamSpec | None:
     elif stream.schema not in valid_schemas(protocol):
         problem = f"schema {stream.schema!r} is not valid for {protocol}"
     if problem:
-        log.warning("Skipping stream in %s (%s): %s", origin, describe(stream), problem)
+        warn("Skipping stream in %s (%s): %s", origin, describe(stream), problem)
         return None
     return StreamSpec(stream.channel, stream.schema, stream.topic, protocol, bool(stream.periodic))
 
 
-def _pattern(stream, origin: str) -> StreamPattern | None:
+def _pattern(stream, origin: str, warn=log.warning) -> StreamPattern | None:
     pattern = StreamPattern(stream.channel or "", stream.schema or "", stream.topic or "")
     if not (pattern.channel or pattern.schema or pattern.topic):
-        log.warning("Skipping REMOVE selector in %s: channel, schema and topic all empty", origin)
+        warn("Skipping REMOVE selector in %s: channel, schema and topic all empty", origin)
         return None
     return pattern
 

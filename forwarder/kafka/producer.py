@@ -85,7 +85,14 @@ class Producer:
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._poller.start()
 
-    def produce(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int) -> None:
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        timestamp_ms: int,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         """Queue one message; blocks up to the retry bound while the local queue is full."""
         if self._closed.is_set():
             self._metrics.inc("send_buffer_errors")
@@ -94,9 +101,19 @@ class Producer:
         deadline = None
         while True:
             try:
-                self._producer.produce(
-                    topic, value, key, timestamp=timestamp_ms, on_delivery=self._on_delivery
-                )
+                if headers is None:
+                    self._producer.produce(
+                        topic, value, key, timestamp=timestamp_ms, on_delivery=self._on_delivery
+                    )
+                else:
+                    self._producer.produce(
+                        topic,
+                        value,
+                        key,
+                        timestamp=timestamp_ms,
+                        on_delivery=self._on_delivery,
+                        headers=headers,
+                    )
                 return
             except BufferError:
                 now = time.monotonic()
