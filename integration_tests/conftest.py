@@ -254,10 +254,13 @@ def _pause_for_debugger(config: pytest.Config, fwd) -> None:
 @pytest.fixture
 def forwarder_factory(request, rig, kafka, epics_network, topics):
     """Start a forwarder: ``forwarder_factory(ini_file="forwarder.ini", storage_topic=None,
-    sasl=None, password=None, extra_args=(), skip_retrieval=False, wait_ready=True)``.
+    sasl=None, password=None, extra_args=(), skip_retrieval=False, wait_ready=True,
+    config_topic=None, status_topic=None)``.
 
     Returns once the forwarder has published its first status, so that a command sent after
-    that is seen (``wait_ready=False`` returns right after launch).
+    that is seen (``wait_ready=False`` returns right after launch). Config and status topics
+    are new ones of the test unless given (e.g. made before the broker is stopped, or a
+    config topic that must not exist yet).
     """
     started = []
 
@@ -270,14 +273,16 @@ def forwarder_factory(request, rig, kafka, epics_network, topics):
         extra_args=(),
         skip_retrieval: bool = False,
         wait_ready: bool = True,
+        config_topic: str | None = None,
+        status_topic: str | None = None,
     ):
         if sasl and not getattr(kafka, "sasl_bootstrap", None):
             pytest.skip("this broker has no SASL listener (an external --kafka-bootstrap)")
         args = list(extra_args) + (["--skip-retrieval"] if skip_retrieval else [])
         spec = ForwarderSpec(
             ini_file=ini_file,
-            config_topic=topics.new("config"),
-            status_topic=topics.new("status"),
+            config_topic=config_topic or topics.new("config"),
+            status_topic=status_topic or topics.new("status"),
             storage_topic=storage_topic,
             extra_args=tuple(args),
             sasl=sasl,

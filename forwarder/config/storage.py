@@ -210,36 +210,48 @@ def _newest_in_partition(
     reader: TopicReader, partition: int, low: int, high: int, deadline: float
 ) -> tuple[_Found | None, int, int]:
     """Read back from the end in growing windows, each read forward in one pass (fast on
-    Kafka), until one holds a complete snapshot or the partition is exhausted."""
+    Kafka) and scanned newest first, until a complete snapshot turns up or the partition
+    is exhausted. Returns it, the messages read and those that held no snapshot."""
+    scan = _SnapshotScan()
     window = FIRST_WINDOW
-    while True:
-        start = max(low, high - window)
-        messages = reader.read(partition, start, high, deadline) if high > start else []
-        found, skipped = _newest_snapshot(messages)
-        if found is not None or start == low:
-            return found, len(messages), skipped
+    end = high
+    read = 0
+    while end > low:
+        start = max(low, end - window)
+        messages = reader.read(partition, start, end, deadline)
+        read += len(messages)
+        found = scan.feed(sorted(messages, key=lambda m: m.offset, reverse=True))
+        if found is not None:
+            return found, read, scan.skipped
+        end = start
         window *= WINDOW_GROWTH
+    return None, read, scan.skipped
 
 
-def _newest_snapshot(messages: list[StoredMessage]) -> tuple[_Found | None, int]:
-    """The newest complete snapshot among ``messages``, and how many were no snapshot."""
-    parts: dict[str, dict[int, tuple[StreamSpec, ...]]] = {}
-    skipped = 0
-    for message in sorted(messages, key=lambda m: m.offset, reverse=True):
-        command = parse_command(message.value, f"storage message @{message.offset}", quiet=True)
-        if command is None or command.kind is CommandKind.REMOVE:
-            skipped += 1
-            continue
-        marker = snapshot_marker(message.headers)
-        if marker is None:
-            return _Found(list(command.specs), message.timestamp_ms, message.offset), skipped
-        snapshot_id, part, count = marker
-        if command.kind is not CommandKind.ADD or not 1 <= part <= count:
-            skipped += 1
-            continue
-        got = parts.setdefault(snapshot_id, {})
-        got[part] = command.specs
-        if len(got) == count:
-            specs = [spec for i in range(1, count + 1) for spec in got[i]]
-            return _Found(list(dict.fromkeys(specs)), message.timestamp_ms, message.offset), skipped
-    return None, skipped
+class _SnapshotScan:
+    """Messages fed newest first; finds the newest complete snapshot, whose parts may lie
+    across several windows."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, dict[int, tuple[StreamSpec, ...]]] = {}
+        self.skipped = 0
+
+    def feed(self, newest_first: list[StoredMessage]) -> _Found | None:
+        for message in newest_first:
+            command = parse_command(message.value, f"storage message @{message.offset}", quiet=True)
+            if command is None or command.kind is CommandKind.REMOVE:
+                self.skipped += 1
+                continue
+            marker = snapshot_marker(message.headers)
+            if marker is None:
+                return _Found(list(command.specs), message.timestamp_ms, message.offset)
+            snapshot_id, part, count = marker
+            if command.kind is not CommandKind.ADD or not 1 <= part <= count:
+                self.skipped += 1
+                continue
+            got = self._parts.setdefault(snapshot_id, {})
+            got[part] = command.specs
+            if len(got) == count:
+                specs = [spec for i in range(1, count + 1) for spec in got[i]]
+                return _Found(list(dict.fromkeys(specs)), message.timestamp_ms, message.offset)
+        return None

@@ -1,9 +1,8 @@
 from types import SimpleNamespace
 
 import confluent_kafka
-from confluent_kafka import KafkaError
-
 import pytest
+from confluent_kafka import KafkaError
 
 from forwarder.config.storage import StorageUnavailable
 from forwarder.kafka.consumer import ConfigConsumer, KafkaErrorLogger, KafkaTopicReader

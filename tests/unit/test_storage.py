@@ -1,10 +1,9 @@
 import logging
 import time
 
+import pytest
 from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
 from streaming_data_types.forwarder_config_update_fc00 import deserialise_fc00, serialise_fc00
-
-import pytest
 
 from forwarder.config.storage import (
     FIRST_WINDOW,
@@ -88,7 +87,7 @@ def test_read_back_grows_its_window_from_the_end_and_offsets_start_at_low():
     reader = FakeReader({0: values}, low=100)
     assert set(retrieve_config(reader, "store", 5)) == set(SPECS[:2])
     high = 100 + len(values)
-    assert reader.reads == [(0, high - FIRST_WINDOW, high), (0, 100, high)]
+    assert reader.reads == [(0, high - FIRST_WINDOW, high), (0, 100, high - FIRST_WINDOW)]
 
 
 def test_ten_thousand_junk_messages_are_read_in_few_passes():
@@ -96,6 +95,15 @@ def test_ten_thousand_junk_messages_are_read_in_few_passes():
     reader = FakeReader({0: values})
     assert set(retrieve_config(reader, "store", 5)) == set(SPECS)
     assert len(reader.reads) <= 3
+    assert sum(end - start for _p, start, end in reader.reads) == len(values)  # each read once
+
+
+def test_parts_of_a_split_snapshot_may_lie_across_read_windows():
+    parts = snapshot_messages(_many(2000), max_bytes=32 * 1024)
+    junk = [(b"junk", None)] * (FIRST_WINDOW - 1)
+    stored = _as_stored([*parts[:-1], *junk, parts[-1]])
+    restored = retrieve_config(HeaderReader(stored), "store", 5)
+    assert len(restored) == 2000
 
 
 def test_stored_removeall_means_empty():
