@@ -24,6 +24,7 @@ RESTORE_BOUND_S = 3.0
 JUNK_MESSAGES = 10_000
 LARGE_CONFIG = 100_000
 SNAPSHOT_HEADER = "forwarder-snapshot"  # see README "Reliability": split snapshots
+READ_TIMEOUT = 120.0
 
 
 def _produce(kafka, topic: str, payloads, headers=None) -> None:
@@ -56,8 +57,8 @@ def _log_shows(fwd, pattern: str, timeout: float, what: str) -> None:
     )
 
 
-def _stored_snapshots(kafka, topic: str) -> list[set[tuple[str, str, str, str]]]:
-    """Every complete configuration snapshot on the storage topic, oldest first."""
+def _storage_messages(kafka, topic: str) -> list[tuple[bytes, str | None]]:
+    """(value, snapshot marker or None) of every message on the storage topic, in order."""
     consumer = Consumer(
         {
             "bootstrap.servers": kafka.bootstrap,
@@ -68,31 +69,55 @@ def _stored_snapshots(kafka, topic: str) -> list[set[tuple[str, str, str, str]]]
     try:
         _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        snapshots, parts, read = [], {}, 0
-        deadline = time.monotonic() + TIMEOUT
-        while read < high and time.monotonic() < deadline:
+        out = []
+        deadline = time.monotonic() + READ_TIMEOUT
+        while len(out) < high and time.monotonic() < deadline:
             for message in consumer.consume(num_messages=1000, timeout=0.5):
-                if message.error() is not None:
-                    continue
-                read += 1
-                keys = {
-                    (s.channel, _PROTOCOLS[s.protocol], s.topic, s.schema)
-                    for s in deserialise_fc00(message.value()).streams
-                }
-                marker = dict(message.headers() or ()).get(SNAPSHOT_HEADER)
-                if marker is None:
-                    snapshots.append(keys)
-                    continue
-                snapshot_id, fraction = marker.decode().split(" ")
-                index, count = (int(x) for x in fraction.split("/"))
-                got = parts.setdefault(snapshot_id, {})
-                got[index] = keys
-                if len(got) == count:
-                    snapshots.append(set().union(*got.values()))
-        assert read >= high, f"read {read} of {high} storage messages within {TIMEOUT}s"
-        return snapshots
+                if message.error() is None:
+                    marker = dict(message.headers() or ()).get(SNAPSHOT_HEADER)
+                    out.append((message.value(), marker.decode() if marker else None))
+        assert len(out) >= high, f"read {len(out)} of {high} storage messages"
+        return out
     finally:
         consumer.close()
+
+
+def _keys(value: bytes) -> set[tuple[str, str, str, str]]:
+    return {
+        (s.channel, _PROTOCOLS[s.protocol], s.topic, s.schema)
+        for s in deserialise_fc00(value).streams
+    }
+
+
+def _stored_snapshots(kafka, topic: str) -> list[set[tuple[str, str, str, str]]]:
+    """Every complete configuration snapshot on the storage topic, oldest first."""
+    snapshots, parts = [], {}
+    for value, marker in _storage_messages(kafka, topic):
+        if marker is None:
+            snapshots.append(_keys(value))
+            continue
+        snapshot_id, fraction = marker.split(" ")
+        index, count = (int(x) for x in fraction.split("/"))
+        got = parts.setdefault(snapshot_id, {})
+        got[index] = _keys(value)
+        if len(got) == count:
+            snapshots.append(set().union(*got.values()))
+    return snapshots
+
+
+def _newest_stored_size(kafka, topic: str) -> int:
+    """How many streams the newest complete snapshot holds (decoding only its parts)."""
+    seen: dict[str, dict[int, bytes]] = {}
+    for value, marker in reversed(_storage_messages(kafka, topic)):
+        if marker is None:
+            return len(_keys(value))
+        snapshot_id, fraction = marker.split(" ")
+        index, count = (int(x) for x in fraction.split("/"))
+        got = seen.setdefault(snapshot_id, {})
+        got[index] = value
+        if len(got) == count:
+            return len(set().union(*(_keys(v) for v in got.values())))
+    return 0
 
 
 _PROTOCOLS = {0: "PVA", 1: "CA", 2: "FAKE"}
@@ -223,7 +248,7 @@ def test_a_hundred_thousand_streams_are_stored_and_restored_after_sigkill(
     ctl.add([one_more])
     ctl.wait_for_streams(streams + [one_more], timeout=120.0)
     wait_until(
-        lambda: any(len(s) == LARGE_CONFIG + 1 for s in _stored_snapshots(kafka, storage_topic)),
+        lambda: _newest_stored_size(kafka, storage_topic) == LARGE_CONFIG + 1,
         timeout=120.0,
         what=f"the forwarder's own snapshot of {LARGE_CONFIG + 1} streams on the storage topic",
     )
