@@ -101,7 +101,7 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
             reader = KafkaTopicReader(
                 settings.storage_kafka, settings.storage_topic, on_auth_failure=on_auth_failure
             )
-    factories = make_source_factories(settings.fake_pv_period_ms)
+    factories = make_source_factories(settings.fake_pv_period_ms, metrics)
     manager = StreamManager(
         output,
         factories,
