@@ -3,7 +3,8 @@ from types import SimpleNamespace
 import confluent_kafka
 from confluent_kafka import KafkaError
 
-from forwarder.kafka.consumer import ConfigConsumer, KafkaErrorLogger, KafkaTopicReader
+from forwarder.kafka.client_log import KafkaErrorLogger
+from forwarder.kafka.consumer import ConfigConsumer, KafkaTopicReader
 
 
 class FakeMessage:
@@ -123,7 +124,9 @@ def test_topic_reader_missing_topic():
 
 def test_error_logger_logs_auth_failures_at_error_once_per_period(caplog):
     clock = SimpleNamespace(now=0.0)
-    logger = KafkaErrorLogger("config-topic", repeat_s=30, clock=lambda: clock.now)
+    logger = KafkaErrorLogger(
+        "config-topic", repeat_s=30, clock=lambda: clock.now, schedule=lambda *_: None
+    )
     error = KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: bad password")
     logger(error)
     logger(error)
