@@ -77,12 +77,8 @@ class StopRequest:
 
 def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> Parts:
     """The real parts: Kafka producers and consumers, EPICS source factories, the manager."""
-    from forwarder.kafka.consumer import (
-        LIBRDKAFKA_LOG,
-        ConfigConsumer,
-        KafkaErrorLogger,
-        KafkaTopicReader,
-    )
+    from forwarder.kafka.client_log import client_logging
+    from forwarder.kafka.consumer import ConfigConsumer, KafkaTopicReader
     from forwarder.kafka.producer import Producer
     from forwarder.manager import StreamManager
     from forwarder.metrics import Metrics
@@ -92,11 +88,7 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
     control_metrics = Metrics()  # status/storage traffic must not count as forwarded data
 
     def producer(config: dict, role: str, producer_metrics) -> Producer:
-        extra = {
-            "error_cb": KafkaErrorLogger(role, on_auth_failure=on_auth_failure),
-            "logger": LIBRDKAFKA_LOG,
-        }
-        return Producer({**config, **extra}, producer_metrics)
+        return Producer({**config, **client_logging(role, on_auth_failure)}, producer_metrics)
 
     output = producer(settings.output_kafka, "output-broker", metrics)
     status = producer(settings.status_kafka, "status-topic", control_metrics)
@@ -109,7 +101,7 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
             reader = KafkaTopicReader(
                 settings.storage_kafka, settings.storage_topic, on_auth_failure=on_auth_failure
             )
-    factories = make_source_factories(settings.fake_pv_period_ms)
+    factories = make_source_factories(settings.fake_pv_period_ms, metrics)
     manager = StreamManager(
         output,
         factories,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from forwarder.config.streams import StreamSpec
-from forwarder.kafka.producer import RateLimitedLog
+from forwarder.log_throttle import RateLimitedLog
 from forwarder.metrics import Metrics
 from forwarder.periodic import TimerScheduler
 from forwarder.serialise.base import (

@@ -13,6 +13,7 @@ from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType impo
 
 from helpers.flatbuffers_helpers import describe
 from helpers.forwarder_control import fc00
+from helpers.polling import wait_until
 from integration_tests.forwarder_fixtures import Stream, epics_write
 
 TIMEOUT = 20.0
@@ -324,3 +325,65 @@ def test_hundred_adds_back_to_back_all_appear_in_status(
         control.add([stream])
     control.wait_for_streams(streams, timeout=60.0)
     assert forwarder.is_running()
+
+
+@pytest.mark.extension
+def test_replace_with_only_invalid_streams_changes_nothing(
+    ioc, forwarder, control, outputs, topics
+):
+    double, long_, short = ioc.pv("DOUBLE"), ioc.pv("LONG"), ioc.pv("SHORT")
+    topic, marker_topic = topics.new("kept"), topics.new("marker")
+    reader, marker = outputs(topic), outputs(marker_topic)
+    old = [Stream(double, "f144", topic), Stream(long_, "f144", topic)]
+    control.add(old)
+    control.wait_for_streams(old, timeout=TIMEOUT)
+    _value_of(reader, double, 1.5)
+    _value_of(reader, long_, 42)
+    # One typo in a schema name, one illegal topic: nothing in this REPLACE is valid.
+    control.replace([Stream(short, "f14", topic), Stream(short, "f144", "bad topic!")])
+    # The marker: an ADD sent after the REPLACE, so its status shows the REPLACE was handled.
+    marker_stream = Stream(short, "f144", marker_topic)
+    control.add([marker_stream])
+    control.wait_for_streams(old + [marker_stream], timeout=TIMEOUT)
+    _value_of(marker, short, 7)
+    mark = reader.mark()
+    epics_write(double, 6.5)
+    epics_write(long_, 46)
+    _value_of(reader, double, 6.5, since=mark)
+    _value_of(reader, long_, 46, since=mark)
+    assert forwarder.is_running()
+
+
+ILLEGAL_TOPICS = ["bad topic!", ".", "..", "a/b", "t" * 300]
+
+
+@pytest.mark.extension
+def test_streams_to_illegal_topic_names_are_rejected_by_name(
+    ioc, forwarder, control, outputs, topics
+):
+    name = ioc.pv("DOUBLE")
+    topic = topics.new("legal")
+    reader = outputs(topic)
+    valid = Stream(name, "f144", topic)
+    illegal = [Stream(ioc.pv("LONG"), "f144", bad) for bad in ILLEGAL_TOPICS]
+    since = control.add([illegal[0], valid, *illegal[1:]])
+    status = control.wait_for_status(
+        lambda r: r.streams,
+        timeout=TIMEOUT,
+        since_ms=int(since * 1000),
+        what="a status listing the valid stream",
+    )
+    assert status.streams == {valid.key}, f"status lists {sorted(status.streams)}"
+    _value_of(reader, name, 1.5)
+
+    def unnamed():
+        log = forwarder.log_tail(2000)
+        return [bad for bad in ILLEGAL_TOPICS if f"topic={bad!r}" not in log]
+
+    wait_until(
+        lambda: not unnamed(),
+        timeout=TIMEOUT,
+        what="a log line naming each illegal topic",
+        seen=lambda: f"not named: {[t[:20] for t in unnamed()]}",
+    )
+    assert "not a legal Kafka topic name" in forwarder.log_tail(2000)

@@ -2,13 +2,15 @@
 
 Anything can arrive on the config topic. A message that cannot be decoded is logged and
 dropped; an invalid stream inside a good message is logged by name and skipped while the
-valid streams of that message still apply. What is configured keeps running either way.
+valid streams of that message still apply, and an ADD or REPLACE with no valid stream at all
+changes nothing. What is configured keeps running either way.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 SCHEMA_ID = b"fc00"
 PROTOCOL_NAMES = {Fc00Protocol.PVA: "PVA", Fc00Protocol.CA: "CA", Fc00Protocol.FAKE: "FAKE"}
 PROTOCOL_NUMBERS = {name: number for number, name in PROTOCOL_NAMES.items()}
+# What a Kafka broker accepts as a topic name; anything else can never be produced to.
+TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 
 class CommandKind(enum.Enum):
@@ -93,10 +97,17 @@ def parse_command(
             return None
         return Command(kind, patterns=patterns)
     specs = tuple(s for s in (_spec(s, origin, warn) for s in streams) if s is not None)
-    if kind is CommandKind.ADD and not specs:
-        warn("Ignoring ADD %s: no valid streams", origin)
+    if not specs:
+        # A REPLACE with nothing valid (say, one typo in a schema) must not clear everything:
+        # REMOVEALL is the way to do that on purpose.
+        warn("Ignoring %s %s: no valid streams; nothing changed", kind.name, origin)
         return None
     return Command(kind, specs=tuple(dict.fromkeys(specs)))
+
+
+def is_legal_topic(name: str) -> bool:
+    """Whether Kafka would accept ``name`` as a topic name."""
+    return TOPIC_NAME.fullmatch(name) is not None and name not in (".", "..")
 
 
 def _spec(stream, origin: str, warn=log.warning) -> StreamSpec | None:
@@ -106,6 +117,8 @@ def _spec(stream, origin: str, warn=log.warning) -> StreamSpec | None:
         problem = "empty channel name"
     elif not stream.topic:
         problem = "empty topic"
+    elif not is_legal_topic(stream.topic):
+        problem = "not a legal Kafka topic name (1-249 of a-z A-Z 0-9 . _ -, not . or ..)"
     elif protocol is None:
         problem = f"unknown protocol {stream.protocol!r}"
     elif stream.schema not in valid_schemas(protocol):

@@ -18,49 +18,11 @@ import confluent_kafka
 from confluent_kafka import KafkaError, TopicPartition
 
 from forwarder.config.storage import StorageUnavailable, StoredMessage
+from forwarder.kafka.client_log import AuthFailureHandler, client_logging
 
 log = logging.getLogger(__name__)
-# librdkafka's own log lines go through Python logging (the log file), not raw to stderr.
-LIBRDKAFKA_LOG = logging.getLogger("forwarder.librdkafka")
 
 ConsumerFactory = Callable[[dict], object]
-
-
-AuthFailureHandler = Callable[[str], None]
-
-
-class KafkaErrorLogger:
-    """An ``error_cb`` for confluent-kafka: errors go to the log at ERROR, each distinct message
-    at most once per ``repeat_s`` so retries don't flood. A failed authentication (a wrong
-    password never fixes itself) is also passed to ``on_auth_failure``, so the forwarder can
-    stop instead of retrying forever."""
-
-    def __init__(
-        self,
-        role: str,
-        repeat_s: float = 30.0,
-        clock=time.monotonic,
-        on_auth_failure: AuthFailureHandler | None = None,
-    ):
-        self._role = role
-        self._on_auth_failure = on_auth_failure
-        self._repeat_s = repeat_s
-        self._clock = clock
-        self._last: dict[str, float] = {}
-
-    def __call__(self, error: KafkaError) -> None:
-        text = str(error)
-        now = self._clock()
-        last = self._last.get(text)
-        if last is not None and now - last < self._repeat_s:
-            return
-        self._last[text] = now
-        if error.code() == KafkaError._AUTHENTICATION:
-            log.error("Kafka authentication failed (%s): %s", self._role, text)
-            if self._on_auth_failure is not None:
-                self._on_auth_failure(f"Kafka authentication failed ({self._role}): {text}")
-        else:
-            log.error("Kafka error (%s): %s", self._role, text)
 
 
 def consumer_config(
@@ -74,8 +36,7 @@ def consumer_config(
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": False,
-            "error_cb": KafkaErrorLogger(role, on_auth_failure=on_auth_failure),
-            "logger": LIBRDKAFKA_LOG,
+            **client_logging(role, on_auth_failure),
         }
     )
     return config

@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as ConfluentProducer
 
+from forwarder.log_throttle import RateLimitedLog
 from forwarder.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -37,29 +38,6 @@ PERFORMANCE_DEFAULTS: dict[str, Any] = {
 
 BUFFER_RETRY_S = 5.0  # how long produce() applies back-pressure before giving up a message
 POLL_INTERVAL_S = 0.1
-
-
-class RateLimitedLog:
-    """Logs the first event, then at most one summary per interval with the count suppressed."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float = 10.0, clock=time.monotonic):
-        self._log = logger
-        self._interval = interval_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._last = float("-inf")
-        self._suppressed = 0
-
-    def error(self, msg: str, *args: object, **kwargs: object) -> None:
-        with self._lock:
-            now = self._clock()
-            if now - self._last < self._interval:
-                self._suppressed += 1
-                return
-            suppressed, self._suppressed, self._last = self._suppressed, 0, now
-        if suppressed:
-            msg += f" ({suppressed} similar messages suppressed)"
-        self._log.error(msg, *args, **kwargs)
 
 
 class Producer:

@@ -349,7 +349,7 @@ def test_build_parts_wiring_with_stubbed_libraries(monkeypatch, extra):
     monkeypatch.setattr(producer_mod, "Producer", Producer)
     monkeypatch.setattr(manager_mod, "StreamManager", Manager)
     monkeypatch.setattr(metrics_mod, "Metrics", lambda: object())
-    monkeypatch.setattr(sources_mod, "make_source_factories", lambda ms: {"FAKE": ms})
+    monkeypatch.setattr(sources_mod, "make_source_factories", lambda ms, metrics=None: {"FAKE": ms})
     monkeypatch.setattr(consumer_mod, "ConfigConsumer", lambda cfg, topic, **kw: ("config", topic))
     monkeypatch.setattr(
         consumer_mod, "KafkaTopicReader", lambda cfg, topic, **kw: ("reader", topic)

@@ -5,7 +5,8 @@ import pytest
 from confluent_kafka import KafkaError
 
 from forwarder.config.storage import StorageUnavailable
-from forwarder.kafka.consumer import ConfigConsumer, KafkaErrorLogger, KafkaTopicReader
+from forwarder.kafka.client_log import KafkaErrorLogger
+from forwarder.kafka.consumer import ConfigConsumer, KafkaTopicReader
 
 
 class FakeMessage:
@@ -164,7 +165,9 @@ def test_topic_reader_read_that_cannot_finish_raises():
 
 def test_error_logger_logs_auth_failures_at_error_once_per_period(caplog):
     clock = SimpleNamespace(now=0.0)
-    logger = KafkaErrorLogger("config-topic", repeat_s=30, clock=lambda: clock.now)
+    logger = KafkaErrorLogger(
+        "config-topic", repeat_s=30, clock=lambda: clock.now, schedule=lambda *_: None
+    )
     error = KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: bad password")
     logger(error)
     logger(error)

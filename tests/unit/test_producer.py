@@ -7,7 +7,7 @@ import threading
 
 from confluent_kafka import KafkaError, KafkaException
 
-from forwarder.kafka.producer import PERFORMANCE_DEFAULTS, Producer, RateLimitedLog
+from forwarder.kafka.producer import PERFORMANCE_DEFAULTS, Producer
 from forwarder.metrics import Metrics
 from helpers.polling import wait_until
 
@@ -183,15 +183,3 @@ def test_defaults_do_not_override_the_callers_settings():
     assert seen["bootstrap.servers"] == "b:9092"
     assert seen["linger.ms"] == "50"
     assert seen["compression.type"] == PERFORMANCE_DEFAULTS["compression.type"]
-
-
-def test_rate_limited_log_summarises_suppressed_messages(caplog):
-    now = [0.0]
-    limited = RateLimitedLog(logging.getLogger("ratelimit"), interval_s=10, clock=lambda: now[0])
-    with caplog.at_level(logging.ERROR):
-        for _ in range(4):
-            limited.error("failed")
-        now[0] = 11
-        limited.error("failed")
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["failed", "failed (3 similar messages suppressed)"]
