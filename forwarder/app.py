@@ -51,6 +51,9 @@ class Parts:
     config_consumer: Any
     storage_reader: TopicReader | None = None
     extra_producers: list[Any] = field(default_factory=list)
+    # With --group: the configured set over the manager (OwnedStreams) and the membership.
+    owned_streams: Any | None = None
+    group_member: Any | None = None
 
 
 class StopRequest:
@@ -112,7 +115,20 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
     consumer = ConfigConsumer(
         settings.config_kafka, settings.config_topic, on_auth_failure=on_auth_failure
     )
-    return Parts(metrics, output, status, storage, factories, manager, consumer, reader, extra)
+    parts = Parts(metrics, output, status, storage, factories, manager, consumer, reader, extra)
+    if settings.group:
+        from forwarder.group.member import PARTITIONS, GroupMember
+        from forwarder.group.ownership import OwnedStreams
+
+        parts.owned_streams = OwnedStreams(manager, PARTITIONS)
+        parts.group_member = GroupMember(
+            settings.config_kafka,
+            settings.config_topic,
+            settings.group,
+            parts.owned_streams,
+            on_auth_failure=on_auth_failure,
+        )
+    return parts
 
 
 class Forwarder:
@@ -123,15 +139,56 @@ class Forwarder:
         self.parts = parts
         self.request = request or StopRequest()
         self.stop = self.request.event
-        self.controller = ConfigController(parts.manager)
+        self.member = parts.group_member
+        # A group member's controller keeps the whole configuration; the manager runs the
+        # streams this member owns, and status lists those.
+        self.controller = ConfigController(parts.owned_streams or parts.manager)
         self.storage: ConfigStorage | None = None
         if settings.storage_topic and parts.storage_sink is not None:
             self.storage = ConfigStorage(parts.storage_sink, settings.storage_topic)
-            self.controller.add_listener(self.storage)
-        self.status = StatusReporter(
-            parts.status_sink, settings.status_topic, settings.service_id, self.controller.specs
-        )
-        self.controller.add_listener(self.status)
+            self.controller.add_listener(self._store)
+        if self.member is None:
+            self.status = StatusReporter(
+                parts.status_sink, settings.status_topic, settings.service_id, self.controller.specs
+            )
+            self.controller.add_listener(self.status)
+        else:
+            self.status = StatusReporter(
+                parts.status_sink,
+                settings.status_topic,
+                settings.service_id,
+                parts.manager.specs,
+                extra=self._group_status,
+            )
+            self.controller.add_listener(lambda _configured: self.status.send())
+        self._group_changed = threading.Event()
+        self._wrote_storage_as_owner = False
+        if self.member is not None:
+            self.member.on_change = self._group_changed.set
+
+    def _store(self, specs) -> None:
+        """Write the configuration to storage; in a group only its storage owner writes."""
+        if self.storage is None:
+            return
+        if self.member is not None and not self.member.writes_storage():
+            return
+        self.storage(specs)
+
+    def _group_status(self) -> dict:
+        return {"group": self.member.group, "member_id": self.member.member_id}
+
+    def _after_rebalance(self) -> None:
+        """Report the new set of owned streams; a member that has just become the storage
+        owner writes a snapshot at once, so a command applied while nobody owned storage
+        (a dead owner's session not yet expired) still reaches the storage topic."""
+        if self.member is None or not self._group_changed.is_set():
+            return
+        self._group_changed.clear()
+        owner = self.member.writes_storage()
+        if owner and not self._wrote_storage_as_owner and self.storage is not None:
+            self.storage(self.controller.specs())
+        self._wrote_storage_as_owner = owner
+        self.status.send()
 
     def restore(self) -> bool:
         """Apply the newest stored configuration (unless --skip-retrieval); True when done.
@@ -175,7 +232,7 @@ class Forwarder:
                     # Status waits for the config consumer; storage gets the restored config
                     # again so that the newest stored snapshot always reflects this run.
                     self.controller.apply(Command(CommandKind.ADD, specs=tuple(specs)), notify=False)
-                    if self.storage is not None:
+                    if self.storage is not None and self.member is None:
                         self.storage(self.controller.specs())
                 return True
             return False
@@ -200,6 +257,7 @@ class Forwarder:
             except Exception:
                 self._loop_error("handling a config message")
         try:
+            self._after_rebalance()
             self.status.tick()
         except Exception:
             self._loop_error("sending status")
@@ -218,6 +276,9 @@ class Forwarder:
     def run(self) -> None:
         if not self.restore():
             return
+        if self.member is not None:
+            # Only now, knowing the whole configuration, may this member take streams.
+            self.member.start()
         log.info("Forwarder %s running", self.settings.service_id)
         while not self.stop.is_set():
             self.step()
@@ -226,6 +287,8 @@ class Forwarder:
         """Stop sources, then deliver what is queued (bounded), then release everything."""
         log.info("Shutting down")
         parts = self.parts
+        if parts.group_member is not None:
+            _quietly(parts.group_member, "close")  # leave: the others take our streams now
         _quietly(parts.config_consumer, "close")
         _quietly(parts.manager, "close")
         for factory in parts.source_factories.values():

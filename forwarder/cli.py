@@ -20,6 +20,7 @@ from forwarder.kafka.uri import KafkaUri, UriError, kafka_config, parse_uri
 from forwarder.logging_setup import verbosity_level
 
 EXIT_USAGE = 2
+_GROUP_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 
 
@@ -48,6 +49,8 @@ class Settings:
     grafana_metric_prefix: str | None
     statistics_update_interval_s: float
     prometheus_port: int | None
+    group: str | None = None  # forwarder group name (--group); None: forward everything
+    workers: int = 1  # member processes started under one supervisor (--workers)
 
 
 def _env_name(option: str) -> str:
@@ -99,6 +102,19 @@ def build_parser() -> configargparse.ArgParser:
         help="seconds between metric reports to Graphite",
     )
     add("--prometheus-port", type=int, help="serve Prometheus metrics on this port")
+    add(
+        "--group",
+        help="join the forwarder group NAME: forwarders with the same config topic and group "
+        "share the configured streams, and take over those of a member that dies "
+        "(needs --storage-topic)",
+    )
+    add(
+        "--workers",
+        type=int,
+        default=1,
+        help="start N group members as child processes and restart any that dies "
+        "(needs --group)",
+    )
     return parser
 
 
@@ -154,6 +170,7 @@ def _validate(args) -> Settings:
         raise SettingsError(
             f"--grafana-carbon-address: expected host:port, got {args.grafana_carbon_address!r}"
         )
+    _check_group(args, config_uri.topic)
     return Settings(
         config_kafka=_config("config-topic", config_uri, args.config_topic_sasl_password, ca),
         config_topic=config_uri.topic,
@@ -176,7 +193,42 @@ def _validate(args) -> Settings:
         grafana_metric_prefix=args.grafana_metric_prefix,
         statistics_update_interval_s=args.statistics_update_interval,
         prometheus_port=args.prometheus_port,
+        group=args.group,
+        workers=args.workers,
     )
+
+
+def _check_group(args, config_topic: str) -> None:
+    """A group member must know the whole configuration before it takes streams, so it
+    restores from storage; and the group's coordination topic must be a legal name."""
+    if args.workers is not None and args.workers < 1:
+        raise SettingsError(f"--workers must be at least 1, got {args.workers}")
+    if args.group is None:
+        if args.workers != 1:
+            raise SettingsError("--workers needs --group (the workers share the streams)")
+        return
+    from forwarder.group.names import coordination_topic
+
+    if not _GROUP_NAME.fullmatch(args.group):
+        raise SettingsError(
+            f"--group: {args.group!r} is not a valid group name (letters, digits, . _ -)"
+        )
+    topic = coordination_topic(config_topic, args.group)
+    if len(topic) > 249:
+        raise SettingsError(
+            f"--group: the coordination topic {topic!r} would be longer than Kafka's 249 "
+            "characters; use a shorter group name"
+        )
+    if not args.storage_topic:
+        raise SettingsError(
+            "--group needs --storage-topic: a member that joins must restore the whole "
+            "configuration before it takes over streams"
+        )
+    if args.skip_retrieval:
+        raise SettingsError(
+            "--group cannot be used with --skip-retrieval: a member that joins must restore "
+            "the whole configuration before it takes over streams"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -77,6 +77,14 @@ def status_json_parts(
     ]
 
 
+def with_extra_keys(json_text: str, extra: dict) -> str:
+    """``json_text`` (a JSON object) with ``extra``'s keys added first, without re-encoding
+    the (possibly large) streams list."""
+    if not extra:
+        return json_text
+    return "{" + json.dumps(extra)[1:-1] + ", " + json_text[1:]
+
+
 class StatusReporter:
     """Produces x5f2 on the status topic; ``tick`` in the main loop, ``__call__`` on change."""
 
@@ -91,6 +99,7 @@ class StatusReporter:
         clock: Callable[[], float] = time.monotonic,
         host_name: str | None = None,
         process_id: int | None = None,
+        extra: Callable[[], dict] | None = None,
     ):
         self._sink = sink
         self._topic = topic
@@ -102,6 +111,7 @@ class StatusReporter:
         self._process_id = process_id if process_id is not None else os.getpid()
         self._next_due: float | None = None
         self._cycle = 0
+        self._extra = extra  # more top-level status_json keys (e.g. a group member's identity)
 
     def message(self, specs: Sequence[StreamSpec]) -> bytes:
         """The status as one message (however large)."""
@@ -113,6 +123,8 @@ class StatusReporter:
         return [self._x5f2(part) for part in status_json_parts(_stream_entries(specs), self._cycle)]
 
     def _x5f2(self, json_text: str) -> bytes:
+        if self._extra is not None:
+            json_text = with_extra_keys(json_text, self._extra())
         return serialise_x5f2(
             "forwarder",
             forwarder.__version__,

@@ -1,0 +1,1 @@
+"""Forwarder groups: several processes share the configured streams (``--group``)."""
