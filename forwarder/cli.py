@@ -248,6 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"forwarder: error: cannot open --log-file: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if settings.workers > 1:
+        from forwarder.supervisor import run_workers
+
+        return run_workers(
+            list(sys.argv[1:] if argv is None else argv), settings.workers, settings.service_id
+        )
     from forwarder.app import run
 
     return run(settings)
