@@ -83,14 +83,19 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
     metrics = Metrics()
     control_metrics = Metrics()  # status/storage traffic must not count as forwarded data
 
-    def producer(config: dict, role: str, producer_metrics) -> Producer:
+    def producer(config: dict, role: str, producer_metrics, **kwargs) -> Producer:
         extra = {
             "error_cb": KafkaErrorLogger(role, on_auth_failure=on_auth_failure),
             "logger": LIBRDKAFKA_LOG,
         }
-        return Producer({**config, **extra}, producer_metrics)
+        return Producer({**config, **extra}, producer_metrics, **kwargs)
 
-    output = producer(settings.output_kafka, "output-broker", metrics)
+    output = producer(
+        settings.output_kafka,
+        "output-broker",
+        metrics,
+        buffer_bytes=settings.producer_buffer_mb * 1024 * 1024,
+    )
     status = producer(settings.status_kafka, "status-topic", control_metrics)
     extra = [status]
     storage = reader = None
@@ -129,7 +134,11 @@ class Forwarder:
             self.storage = ConfigStorage(parts.storage_sink, settings.storage_topic)
             self.controller.add_listener(self.storage)
         self.status = StatusReporter(
-            parts.status_sink, settings.status_topic, settings.service_id, self.controller.specs
+            parts.status_sink,
+            settings.status_topic,
+            settings.service_id,
+            self.controller.specs,
+            stream_state=getattr(parts.manager, "stream_state", None),
         )
         self.controller.add_listener(self.status)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import configargparse
 
 import forwarder
+from forwarder.kafka.buffer_budget import DEFAULT_BUFFER_MB
 from forwarder.kafka.uri import KafkaUri, UriError, kafka_config, parse_uri
 from forwarder.logging_setup import verbosity_level
 
@@ -48,6 +49,7 @@ class Settings:
     grafana_metric_prefix: str | None
     statistics_update_interval_s: float
     prometheus_port: int | None
+    producer_buffer_mb: int = DEFAULT_BUFFER_MB
 
 
 def _env_name(option: str) -> str:
@@ -99,6 +101,13 @@ def build_parser() -> configargparse.ArgParser:
         help="seconds between metric reports to Graphite",
     )
     add("--prometheus-port", type=int, help="serve Prometheus metrics on this port")
+    add(
+        "--producer-buffer-mb",
+        type=int,
+        default=DEFAULT_BUFFER_MB,
+        help="memory (MB) for data waiting for Kafka; beyond it the oldest updates are dropped"
+        " (counted, logged), keeping each stream's newest",
+    )
     return parser
 
 
@@ -148,6 +157,7 @@ def _validate(args) -> Settings:
     _positive("pv-update-period", args.pv_update_period)
     _positive("fake-pv-period", args.fake_pv_period)
     _positive("statistics-update-interval", args.statistics_update_interval)
+    _positive("producer-buffer-mb", args.producer_buffer_mb)
     if args.prometheus_port is not None and not 0 < args.prometheus_port < 65536:
         raise SettingsError(f"--prometheus-port out of range: {args.prometheus_port}")
     if args.grafana_carbon_address and not _HOST_PORT.match(args.grafana_carbon_address):
@@ -176,6 +186,7 @@ def _validate(args) -> Settings:
         grafana_metric_prefix=args.grafana_metric_prefix,
         statistics_update_interval_s=args.statistics_update_interval,
         prometheus_port=args.prometheus_port,
+        producer_buffer_mb=args.producer_buffer_mb,
     )
 
 

@@ -20,6 +20,7 @@ COUNTERS = (
     "successful_sends",
     "send_buffer_errors",
     "send_delivery_errors",
+    "updates_dropped",
     "updates_rejected",
     "callback_errors",
 )
@@ -29,8 +30,10 @@ SUMMARIES = ("latency_epics_to_produce", "latency_produce_to_delivery")
 _DOCS = {
     "processing_errors": "Updates a serialiser could not turn into a message",
     "successful_sends": "Messages Kafka acknowledged",
-    "send_buffer_errors": "Messages dropped because the producer queue stayed full",
+    "send_buffer_errors": "Messages dropped because the producer's buffer budget was exhausted",
     "send_delivery_errors": "Messages Kafka reported as not delivered",
+    "updates_dropped": "Messages lost on the way to Kafka: over the buffer budget, refused"
+    " by Kafka, or not delivered before shutdown",
     "updates_rejected": "Updates dropped by the timestamp filter",
     "callback_errors": "Unexpected exceptions caught in EPICS callbacks",
     "pvs_subscribed": "Streams currently configured",

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from streaming_data_types.status_x5f2 import serialise_x5f2
@@ -28,17 +28,27 @@ class MessageSink(Protocol):
     def produce(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int) -> None: ...
 
 
-def status_json(specs: Sequence[StreamSpec]) -> str:
-    """The status_json field: every configured stream, in a stable order."""
-    streams = [
-        {
+StreamState = Callable[[StreamSpec], Mapping[str, object]]
+
+
+def status_json(specs: Sequence[StreamSpec], stream_state: StreamState | None = None) -> str:
+    """The status_json field: every configured stream, in a stable order.
+
+    Each entry has the ESS keys first; ``stream_state`` adds what this forwarder knows of the
+    stream (connection, last update, forwarded, dropped, error) as extra keys, so consumers
+    that read only the ESS keys keep working.
+    """
+    streams = []
+    for s in sorted(specs, key=lambda s: s.key):
+        entry = {
             "channel_name": s.channel,
             "protocol": s.protocol,
             "output_topic": s.topic,
             "schema": s.schema,
         }
-        for s in sorted(specs, key=lambda s: s.key)
-    ]
+        if stream_state is not None:
+            entry.update(stream_state(s))
+        streams.append(entry)
     return json.dumps({"streams": streams})
 
 
@@ -56,6 +66,7 @@ class StatusReporter:
         clock: Callable[[], float] = time.monotonic,
         host_name: str | None = None,
         process_id: int | None = None,
+        stream_state: StreamState | None = None,
     ):
         self._sink = sink
         self._topic = topic
@@ -66,6 +77,7 @@ class StatusReporter:
         self._host_name = host_name if host_name is not None else socket.gethostname()
         self._process_id = process_id if process_id is not None else os.getpid()
         self._next_due: float | None = None
+        self._stream_state = stream_state
 
     def message(self, specs: Sequence[StreamSpec]) -> bytes:
         return serialise_x5f2(
@@ -75,7 +87,7 @@ class StatusReporter:
             self._host_name,
             self._process_id,
             int(self._interval_s * 1000),
-            status_json(specs),
+            status_json(specs, self._stream_state),
         )
 
     def send(self, specs: Sequence[StreamSpec] | None = None) -> None:

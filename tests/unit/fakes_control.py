@@ -46,7 +46,7 @@ class FakeSink:
     def __init__(self):
         self.messages: list[tuple[str, bytes | None, bytes, int]] = []
 
-    def produce(self, topic, key, value, timestamp_ms):
+    def produce(self, topic, key, value, timestamp_ms, stream=None):
         self.messages.append((topic, key, value, timestamp_ms))
 
     def values(self, topic=None):

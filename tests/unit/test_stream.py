@@ -38,7 +38,7 @@ class FakeProducer:
         self.sent: list[tuple[str, bytes | None, bytes, int]] = []
         self._lock = threading.Lock()
 
-    def produce(self, topic, key, value, timestamp_ms):
+    def produce(self, topic, key, value, timestamp_ms, stream=None):
         with self._lock:
             self.sent.append((topic, key, value, timestamp_ms))
 
@@ -235,7 +235,7 @@ def test_unsupported_alarm_or_connection_logs_once_counts_and_data_goes_on(which
 def test_exceptions_in_callbacks_are_counted_not_raised(caplog):
     stream, producer, metrics, *_ = make_stream()
 
-    def boom(*args):
+    def boom(*args, **kwargs):
         raise RuntimeError("broken producer")
 
     producer.produce = boom
