@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 # * message.max.bytes 100 MB so large waveforms/images are not refused client-side (the
 #   broker and topic must allow them too).
 # * message.timeout.ms 0: queued data never expires; the budget bounds memory instead.
+# * reconnect.backoff.max.ms 1 s (librdkafka: 10 s): after an outage the backlog starts to
+#   flow within a second of the broker's return.
 # * topic.metadata.propagation.max.ms 5 s (librdkafka: 30 s): a topic the broker lacks is
 #   reported (and its messages counted as dropped) within seconds, not half a minute.
 PERFORMANCE_DEFAULTS: dict[str, Any] = {
@@ -64,6 +66,7 @@ PERFORMANCE_DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",
     "message.max.bytes": 100_000_000,
     "message.timeout.ms": 0,
+    "reconnect.backoff.max.ms": 1000,
     "topic.metadata.propagation.max.ms": 5000,
 }
 _ALIASES = {"message.timeout.ms": "delivery.timeout.ms"}
