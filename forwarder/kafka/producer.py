@@ -110,10 +110,6 @@ def producer_config(config: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _cost(value: bytes, key: bytes | None) -> int:
-    return len(value) + (len(key) if key else 0) + PER_MESSAGE_OVERHEAD
-
-
 class Producer:
     """Thread-safe produce/flush/close over one confluent-kafka producer (see module doc)."""
 
@@ -166,40 +162,66 @@ class Producer:
     ) -> None:
         """Hand one message over; returns at once whatever the broker does."""
         counts = stream if stream is not None else self._untracked
-        cost = _cost(value, key)
+        cost = len(value) + PER_MESSAGE_OVERHEAD
+        if key:
+            cost += len(key)
+        callback = counts.on_delivery or self._bind(counts)
         with self._lock:
-            if self._closing:
-                self._drop(counts, "produced after close")
-                return
-            if not self._overflow and (
-                self._inflight == 0 or self._inflight + cost <= self._inflight_cap
+            # Fast path: nothing waiting in the overflow and room in flight.
+            inflight = self._inflight
+            if (
+                not self._overflow
+                and (inflight + cost <= self._inflight_cap or not inflight)
+                and not self._closing
             ):
-                if self._send(topic, key, value, timestamp_ms, counts, cost):
+                try:
+                    self._producer.produce(
+                        topic, value, key, timestamp=timestamp_ms, on_delivery=callback
+                    )
+                    self._inflight = inflight + cost
                     return
-            entry = (topic, key, value, timestamp_ms, counts, cost)
-            self._overflow.append(entry)
-            self._overflow_bytes += cost
-            counts.newest = entry
-            if self._inflight + self._overflow_bytes > self._budget:
-                self._evict()
+                except BufferError:
+                    pass  # librdkafka's own queue is full: keep it in the overflow
+                except (KafkaException, ValueError, TypeError) as e:
+                    self._refused(topic, counts, e)
+                    return
+            self._hold(topic, key, value, timestamp_ms, counts, cost)
 
-    def _send(self, topic, key, value, timestamp_ms, counts: StreamCounts, cost: int) -> bool:
+    def _bind(self, counts: StreamCounts):
+        """The delivery callback of one stream, made once per stream, not per message."""
+        counts.on_delivery = functools.partial(self._on_delivery, counts)
+        return counts.on_delivery
+
+    def _send(self, topic, key, value, timestamp_ms, counts, cost, callback) -> bool:
         """Into librdkafka (lock held); False if its queue is full and the caller must keep it."""
-        callback = counts.on_delivery
-        if callback is None:
-            callback = counts.on_delivery = functools.partial(self._on_delivery, counts)
         try:
             self._producer.produce(topic, value, key, timestamp=timestamp_ms, on_delivery=callback)
         except BufferError:
             return False
         except (KafkaException, ValueError, TypeError) as e:
-            self._metrics.inc("send_delivery_errors")
-            self._drop(counts, "refused by the client")
-            counts.error = str(e)
-            self._produce_errors.error("Could not produce message to %s: %s", topic, e)
+            self._refused(topic, counts, e)
             return True
         self._inflight += cost
         return True
+
+    def _refused(self, topic: str, counts: StreamCounts, error: Exception) -> None:
+        """librdkafka refused the message outright (lock held): a drop of its stream."""
+        self._metrics.inc("send_delivery_errors")
+        self._drop(counts, "refused by the client")
+        counts.error = str(error)
+        self._produce_errors.error("Could not produce message to %s: %s", topic, error)
+
+    def _hold(self, topic, key, value, timestamp_ms, counts: StreamCounts, cost: int) -> None:
+        """Append to the overflow (lock held), then drop the oldest while over budget."""
+        if self._closing:
+            self._drop(counts, "produced after close")
+            return
+        entry = (topic, key, value, timestamp_ms, counts, cost)
+        self._overflow.append(entry)
+        self._overflow_bytes += cost
+        counts.newest = entry
+        if self._inflight + self._overflow_bytes > self._budget:
+            self._evict()
 
     def _evict(self) -> None:
         """Drop oldest overflow entries until within budget, sparing each stream's newest."""
@@ -226,7 +248,8 @@ class Producer:
 
     def _on_delivery(self, counts: StreamCounts, err: KafkaError | None, msg: Any) -> None:
         try:
-            cost = _cost(msg.value() or b"", msg.key())
+            key = msg.key()
+            cost = len(msg.value() or b"") + PER_MESSAGE_OVERHEAD + (len(key) if key else 0)
             with self._lock:
                 self._inflight -= cost
                 if err is None:
@@ -267,7 +290,8 @@ class Producer:
                 topic, key, value, timestamp_ms, counts, cost = overflow[0]
                 if self._inflight and self._inflight + cost > self._inflight_cap:
                     return
-                if not self._send(topic, key, value, timestamp_ms, counts, cost):
+                callback = counts.on_delivery or self._bind(counts)
+                if not self._send(topic, key, value, timestamp_ms, counts, cost, callback):
                     return
                 overflow.popleft()
                 self._overflow_bytes -= cost
