@@ -336,6 +336,9 @@ def test_defaults_never_expire_queued_data_and_do_not_override_the_callers_setti
     assert seen[0]["linger.ms"] == "50"
     assert seen[0]["compression.type"] == PERFORMANCE_DEFAULTS["compression.type"]
     assert seen[0]["message.timeout.ms"] == 0
+    # A refused or missing topic is reported within seconds, the backlog resumes within 1 s.
+    assert seen[0]["topic.metadata.propagation.max.ms"] <= 5000
+    assert seen[0]["reconnect.backoff.max.ms"] <= 1000
     assert "message.timeout.ms" not in seen[1]  # the caller set its alias
     assert seen[1]["delivery.timeout.ms"] == "1000"
 
