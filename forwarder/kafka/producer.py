@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 # * message.timeout.ms 0: queued data never expires; the budget bounds memory instead.
 # * reconnect.backoff.max.ms 1 s (librdkafka: 10 s): after an outage the backlog starts to
 #   flow within a second of the broker's return.
+# * topic.metadata.refresh.interval.ms 3 s (librdkafka: 5 min): seen once in the rig, a
+#   partition whose leader went to -1 during a broker restart stayed stuck (messages held,
+#   never sent) after the broker returned; a periodic refresh bounds that.
 # * topic.metadata.propagation.max.ms 5 s (librdkafka: 30 s): a topic the broker lacks is
 #   reported (and its messages counted as dropped) within seconds, not half a minute.
 PERFORMANCE_DEFAULTS: dict[str, Any] = {
@@ -67,6 +70,7 @@ PERFORMANCE_DEFAULTS: dict[str, Any] = {
     "message.max.bytes": 100_000_000,
     "message.timeout.ms": 0,
     "reconnect.backoff.max.ms": 1000,
+    "topic.metadata.refresh.interval.ms": 3000,
     "topic.metadata.propagation.max.ms": 5000,
 }
 _ALIASES = {"message.timeout.ms": "delivery.timeout.ms"}
