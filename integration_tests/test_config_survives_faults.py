@@ -25,6 +25,7 @@ JUNK_MESSAGES = 10_000
 LARGE_CONFIG = 100_000
 SNAPSHOT_HEADER = "forwarder-snapshot"  # see README "Reliability": split snapshots
 READ_TIMEOUT = 120.0
+LARGE_TIMEOUT = 180.0  # for each step with 100,000 streams
 
 
 def _produce(kafka, topic: str, payloads, headers=None) -> None:
@@ -239,23 +240,30 @@ def test_a_hundred_thousand_streams_are_stored_and_restored_after_sigkill(
         ],
     )
     slow_fake = ["--fake-pv-period", "3600000"]  # FAKE sources that never tick in the test
+    # Restoring and starting 100,000 streams takes seconds: the first status comes after.
     first = forwarder_factory(
-        ini_file("forwarder_storage.ini"), storage_topic=storage_topic, extra_args=slow_fake
+        ini_file("forwarder_storage.ini"),
+        storage_topic=storage_topic,
+        extra_args=slow_fake,
+        wait_ready=False,
     )
     ctl = control_factory(first)
-    ctl.wait_for_streams(streams, timeout=120.0)
+    ctl.wait_for_streams(streams, timeout=LARGE_TIMEOUT)
     one_more = Stream("BIG:one-more-stream-added-by-command", "f144", data, "FAKE")
     ctl.add([one_more])
-    ctl.wait_for_streams(streams + [one_more], timeout=120.0)
+    ctl.wait_for_streams(streams + [one_more], timeout=LARGE_TIMEOUT)
     wait_until(
         lambda: _newest_stored_size(kafka, storage_topic) == LARGE_CONFIG + 1,
-        timeout=120.0,
+        timeout=LARGE_TIMEOUT,
         what=f"the forwarder's own snapshot of {LARGE_CONFIG + 1} streams on the storage topic",
     )
 
     first.send_signal(signal.SIGKILL)
     first.wait_exit(TIMEOUT)
     second = forwarder_factory(
-        ini_file("forwarder_storage.ini"), storage_topic=storage_topic, extra_args=slow_fake
+        ini_file("forwarder_storage.ini"),
+        storage_topic=storage_topic,
+        extra_args=slow_fake,
+        wait_ready=False,
     )
-    control_factory(second).wait_for_streams(streams + [one_more], timeout=120.0)
+    control_factory(second).wait_for_streams(streams + [one_more], timeout=LARGE_TIMEOUT)
