@@ -207,16 +207,17 @@ def write_control(path: Path, **window) -> None:
 def wait_flowing(bench: Bench, consumer: ManagedProcess, files: dict[str, Path], expect: int,
                  guard: RssGuard, what: str) -> dict:
     """Wait until the consumer has seen every PV, or some never come (counted as
-    undelivered) and no new one has for a while."""
+    undelivered) and no new one has for a while, or the memory cap stopped the forwarder
+    (the window is still measured, so the row shows what it did not deliver)."""
     stall = {"pvs": -1, "since": time.monotonic()}
 
     def all_flowing():
         if not consumer.is_running():
             raise RuntimeError(f"consumer exited: {consumer.tail()}")
         guard.check()
-        if guard.stopped:
-            raise RuntimeError(guard.note())
         progress = _read_json(files["progress"])
+        if guard.stopped:
+            return progress or {"pvs": 0}
         if not progress:
             return None
         if progress["pvs"] != stall["pvs"]:
@@ -325,13 +326,14 @@ def measure_streams(
     result = read_result(files, consumer)
     cpu_s = None if cpu1 is None else cpu1 - cpu0
     row = consumer_row(build_label, scenario, offered, mode, result, cpu_s, rss, alive)
+    add_delivery(row, snaps[0], snaps[1], files["received"], names)
     if guard.stopped:
         row.note = f"{guard.note()}; {row.note}".strip("; ")
         row.zero_loss = False
-    add_delivery(row, snaps[0], snaps[1], files["received"], names)
     row.extra["cpu_by_thread"] = threads
     row.extra["rss_peak_mb"] = guard.peak / 1e6
-    row.note = f"{row.note}; threads: {threads}".strip("; ")
+    if threads:
+        row.note = f"{row.note}; threads: {threads}".strip("; ")
     return row
 
 

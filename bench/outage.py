@@ -19,6 +19,7 @@ from bench.harness import (
     Row,
     RunningForwarder,
     add_delivery,
+    close_clients,
     consumer_files,
     consumer_row,
     create_data_topic,
@@ -66,7 +67,7 @@ def _one_build(bench: Bench, build: Path, label: str, names: Sequence[str],
                nominal: float) -> Row:
     kafka = bench.kafka
     down_s = outage_seconds(bench)
-    drain_s = 60.0 if bench.quick else 120.0
+    drain_s = max(60.0, 2 * down_s)  # the backlog of the whole outage has to go out
     what = f"outage [{label}]"
     topic = kafka_helpers.unique_topic("bench-data")
     create_data_topic(bench.bootstrap, topic)
@@ -89,14 +90,16 @@ def _one_build(bench: Bench, build: Path, label: str, names: Sequence[str],
             rss.append((time.time(), guard.check()))
             _watch(guard, t0 + BEFORE_S, rss)
             bench.say(f"{what}: stopping the broker for {down_s:.0f} s")
-            kafka.stop()
+            close_clients()  # the cached admin client would log every failed reconnect
             down_at = time.time()
+            kafka.stop()
             try:
-                _watch(guard, down_at + down_s, rss)
+                _watch(guard, time.time() + down_s, rss)
             finally:
                 kafka.start()
             up_at = time.time()
-            bench.say(f"{what}: broker back after {up_at - down_at:.1f} s; RSS peak so far "
+            bench.say(f"{what}: broker back after {up_at - down_at:.1f} s (its restart took "
+                      f"{kafka.last_start_seconds:.1f} s); RSS peak so far "
                       f"{guard.peak / 1e6:.0f} MB")
             _watch(guard, up_at + AFTER_S, rss)
             t1 = time.time()

@@ -83,7 +83,9 @@ def summary(rows: list[Row]) -> str:
     for r in rows:
         if r.kind != "forwarder":
             continue
-        if r.scenario in ("ca-1000x10Hz", "pva-1000x10Hz") and r.cpu_us is not None:
+        if r.scenario in ("ca-1000x10Hz", "pva-1000x10Hz") and r.cpu_us is None:
+            lines.append(f"{r.build} {r.scenario}: no CPU figure; {r.note[:120]}")
+        elif r.scenario in ("ca-1000x10Hz", "pva-1000x10Hz"):
             lines.append(f"{r.build} {r.scenario}: CPU {r.cpu_us:.1f} us/update (<= 20: "
                          f"{_met(r.cpu_us <= 20)}), p99 {r.p99_ms:.1f} ms (<= 20: "
                          f"{_met(r.p99_ms <= 20)}), loss {r.loss}, backlog "
@@ -91,6 +93,17 @@ def summary(rows: list[Row]) -> str:
         elif r.scenario == "add-10k":
             took = r.extra["seconds"]
             lines.append(f"{r.build} add-10k: {took:.2f} s (<= 10 s: {_met(took <= 10)})")
+        elif r.scenario == "outage" and "outage" in r.extra:
+            o = r.extra["outage"]
+            made = o.get("made", "-")
+            lines.append(
+                f"{r.build} outage ({o['broker_down_s']:.0f} s broker down): made {made}, "
+                f"delivered {o.get('delivered', '-')}, reported dropped "
+                f"{'-' if o['reported_dropped'] is None else o['reported_dropped']}"
+                f"{'' if o['drop_counts_in_status'] else ' (no drop counts in status)'}, "
+                f"lost unreported {o.get('lost_unreported', '-')} (must be 0: "
+                f"{_met(o.get('lost_unreported') == 0)}), peak RSS "
+                f"{o['rss_peak_outage_mb']:.0f} MB")
         elif r.scenario == "soak":
             flat = r.extra["rss_flatness_pct"]
             lines.append(f"{r.build} soak: RSS spread {flat:.1f}% (<= 5%: {_met(flat <= 5)}), "
