@@ -90,7 +90,10 @@ def _one_build(bench: Bench, build: Path, label: str, names: Sequence[str],
             rss.append((time.time(), guard.check()))
             _watch(guard, t0 + BEFORE_S, rss)
             bench.say(f"{what}: stopping the broker for {down_s:.0f} s")
-            close_clients()  # the cached admin client would log every failed reconnect
+            # Clients of ours that would log every failed reconnect while it is down: the
+            # cached admin client, and the status reader (reopened on the next status read).
+            close_clients()
+            fwd.control.close()
             down_at = time.time()
             kafka.stop()
             try:
