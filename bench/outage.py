@@ -67,7 +67,7 @@ def _one_build(bench: Bench, build: Path, label: str, names: Sequence[str],
                nominal: float) -> Row:
     kafka = bench.kafka
     down_s = outage_seconds(bench)
-    drain_s = max(60.0, 2 * down_s)  # the backlog of the whole outage has to go out
+    drain_s = max(60.0, 2 * down_s)  # until the broker is back; then from the real outage
     what = f"outage [{label}]"
     topic = kafka_helpers.unique_topic("bench-data")
     create_data_topic(bench.bootstrap, topic)
@@ -104,6 +104,8 @@ def _one_build(bench: Bench, build: Path, label: str, names: Sequence[str],
             bench.say(f"{what}: broker back after {up_at - down_at:.1f} s (its restart took "
                       f"{kafka.last_start_seconds:.1f} s); RSS peak so far "
                       f"{guard.peak / 1e6:.0f} MB")
+            # The whole outage's backlog has to go out, and a restart under load is slow.
+            drain_s = max(60.0, 2 * (up_at - down_at))
             _watch(guard, up_at + AFTER_S, rss)
             t1 = time.time()
             end = read_counters(reader, what, bench.say)
@@ -146,10 +148,11 @@ def _outage_fields(row: Row, guard: RssGuard, status_before, status_after, peak_
     parts = [f"broker down {down_s:.0f} s", f"peak RSS {peak_mb:.0f} MB"]
     if got is not None:
         unreported = got["made"] - got["delivered"] - (reported or 0)
-        out.update(made=got["made"], delivered=got["delivered"], lost_unreported=unreported)
+        out.update(made=got["made"], delivered=got["delivered"], lost_unreported=unreported,
+                   backlog=got["backlog"])
         parts.insert(0, f"made {got['made']}, delivered {got['delivered']}, reported dropped "
                         f"{'-' if reported is None else reported}, lost unreported "
-                        f"{unreported}")
+                        f"{unreported} (backlog at the drain's end {got['backlog']})")
         row.zero_loss = unreported == 0 and not guard.stopped
     else:
         parts.insert(0, "counters unread: made/lost unknown")

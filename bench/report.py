@@ -102,7 +102,8 @@ def summary(rows: list[Row]) -> str:
                 f"{'-' if o['reported_dropped'] is None else o['reported_dropped']}"
                 f"{'' if o['drop_counts_in_status'] else ' (no drop counts in status)'}, "
                 f"lost unreported {o.get('lost_unreported', '-')} (must be 0: "
-                f"{_met(o.get('lost_unreported') == 0)}), peak RSS "
+                f"{_met(o.get('lost_unreported') == 0)}; still undelivered at the drain's end "
+                f"{o.get('backlog', '-')}), peak RSS "
                 f"{o['rss_peak_outage_mb']:.0f} MB")
         elif r.scenario == "soak":
             flat = r.extra["rss_flatness_pct"]
