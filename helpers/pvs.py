@@ -122,3 +122,10 @@ def counter_suffixes(count: int = COUNTER_COUNT) -> list[str]:
     if not 0 < count <= COUNTER_COUNT:
         raise ValueError(f"the test IOC has {COUNTER_COUNT} counters, not {count}")
     return [f"CNT:{i:03d}" for i in range(count)]
+
+
+def counter_breaks(values) -> list[tuple[float, float]]:
+    """The (previous, next) pairs of a forwarded counter series that do not step by +1:
+    empty when nothing was lost, duplicated or reordered."""
+    values = [float(v) for v in values]
+    return [(a, b) for a, b in zip(values, values[1:], strict=False) if b != a + 1]
