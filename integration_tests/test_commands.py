@@ -14,7 +14,8 @@ from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType impo
 from helpers.flatbuffers_helpers import describe
 from helpers.forwarder_control import fc00
 from helpers.polling import wait_until
-from integration_tests.forwarder_fixtures import Stream, epics_write
+from helpers.pvs import COUNTER_RUN, counter_breaks, counter_suffixes
+from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write
 
 TIMEOUT = 20.0
 
@@ -387,3 +388,54 @@ def test_streams_to_illegal_topic_names_are_rejected_by_name(
         seen=lambda: f"not named: {[t[:20] for t in unnamed()]}",
     )
     assert "not a legal Kafka topic name" in forwarder.log_tail(2000)
+
+
+LOAD_COUNTERS = 20
+
+
+def _counter_finals(ioc, names) -> dict[str, float]:
+    """Stop the load counters and read where each one stopped."""
+    epics_write(ioc.pv(COUNTER_RUN), 0)
+    return {name: float(epics_read("CA", None, name)["value"]) for name in names}
+
+
+@pytest.mark.extension
+def test_removing_one_stream_under_load_loses_no_update_of_the_others(
+    ioc, forwarder, control, outputs, topics
+):
+    """The producer is shared by all streams: removing one must not close or flush away
+    what the others have queued or send later."""
+    counters = [ioc.pv(s) for s in counter_suffixes(LOAD_COUNTERS)]
+    kept_topic, gone_topic = topics.new("kept"), topics.new("gone")
+    reader = outputs(kept_topic)
+    kept = [Stream(name, "f144", kept_topic) for name in counters]
+    gone = Stream(ioc.pv("DOUBLE"), "f144", gone_topic)
+    control.add([*kept, gone])
+    control.wait_for_streams([*kept, gone], timeout=TIMEOUT)
+    # The counters have never processed (no valid timestamp) until they run.
+    epics_write(ioc.pv(COUNTER_RUN), 1)
+    try:
+        for name in counters:
+            reader.wait_for_count(4, schema="f144", source=name, timeout=TIMEOUT)
+        since = control.remove(channel=gone.channel)
+        control.wait_for_streams(kept, timeout=TIMEOUT, since_ms=int(since * 1000))
+        mark = reader.mark()
+        for name in counters:
+            reader.wait_for_count(
+                5,
+                schema="f144",
+                source=name,
+                since=mark,
+                timeout=TIMEOUT,
+                what=f"5 updates of {name} after the REMOVE",
+            )
+    finally:
+        finals = _counter_finals(ioc, counters)
+    reader.wait_for(
+        lambda: all(_f144_values(reader, name)[-1:] == [finals[name]] for name in counters),
+        timeout=TIMEOUT,
+        what="every counter's final value",
+    )
+    for name in counters:
+        values = _f144_values(reader, name)
+        assert not counter_breaks(values), f"{name} did not step by +1: {counter_breaks(values)}"

@@ -156,3 +156,22 @@ def test_storage_topic_without_a_valid_configuration_starts_empty_and_accepts_co
         1, schema="f144", source=stream.channel, timeout=TIMEOUT
     )[0]
     assert float(message.value) == 1.5, describe(message)
+
+
+@pytest.mark.ess
+def test_after_removeall_a_restart_restores_nothing(
+    ioc, forwarder_factory, control_factory, outputs, topics, storage_topic
+):
+    """REMOVEALL is a configuration too: storage must hold the empty one, so that a restart
+    does not bring back streams that were removed."""
+    streams = _streams(ioc, topics.new("data"))
+    first, storage = _start_and_configure(
+        forwarder_factory, control_factory, outputs, storage_topic, streams
+    )
+    ctl = control_factory(first)
+    since = ctl.remove_all()
+    ctl.wait_for_streams([], timeout=TIMEOUT, since_ms=int(since * 1000))
+    _wait_stored(storage, [], since_ms=int(since * 1000))
+    first.stop()
+    second = forwarder_factory(ini_file("forwarder_storage.ini"), storage_topic=storage_topic)
+    _stays_empty(control_factory(second))
