@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -200,7 +202,8 @@ def test_nttable_senv_with_float_samples_sends_nothing_and_forwarding_goes_on(
     control.add(streams)
     control.wait_for_streams(streams, timeout=TIMEOUT)
     se00.wait_for_count(1, schema="se00", source=name, timeout=TIMEOUT)
-    _pva_put(epics_network, name, {"value.value": [1.25], "value.timestamp": [1]})
+    # a plausible sample time (now): a forwarder may drop implausible ones
+    _pva_put(epics_network, name, {"value.value": [1.25], "value.timestamp": [time.time_ns()]})
     se00.wait_for_count(2, schema="se00", source=name, timeout=TIMEOUT)
     senv.poll()
     assert not senv.messages("senv"), senv.seen()
@@ -223,7 +226,7 @@ def test_empty_nttable_sends_no_se00(
     control.wait_for_streams(streams, timeout=TIMEOUT)
     reader.wait_for_count(1, schema="se00", source=full, timeout=TIMEOUT)
     # the marker: the empty table's subscription is as old as the full one's
-    _pva_put(epics_network, full, {"value.value": [4.5], "value.timestamp": [2]})
+    _pva_put(epics_network, full, {"value.value": [4.5], "value.timestamp": [time.time_ns()]})
     reader.wait_for_count(2, schema="se00", source=full, timeout=TIMEOUT)
     assert not reader.messages("se00", empty), reader.seen()
 
