@@ -22,6 +22,7 @@ import pytest
 from helpers.rig.api import ForwarderSpec
 from helpers.rig.backend import choose_backend, make_rig
 from helpers.rig.forwarder_build import DEFAULT_BUILD, ensure_build, launch_command
+from integration_tests.contract_levels import ContractLevels, register_markers
 
 _parts_key = pytest.StashKey[list]()
 _choice_key = pytest.StashKey[object]()
@@ -73,6 +74,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "long_running: hours-long soak tests, off by default (-m long_running)"
     )
     config.addinivalue_line("markers", "docker: needs the docker backend")
+    register_markers(config)
+    config.pluginmanager.register(ContractLevels(), "contract-levels")
     # A SIGTERM (CI timeout, `kill`) unwinds like Ctrl-C, so that every fixture still stops
     # what it started.
     signal.signal(signal.SIGTERM, _terminate)

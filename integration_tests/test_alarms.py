@@ -11,6 +11,9 @@ import pytest
 from helpers.flatbuffers_helpers import describe
 from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
 
+pytestmark = pytest.mark.ess
+
+
 TIMEOUT = 20.0
 
 # value put -> (EPICS alarm status, severity) the record then has.

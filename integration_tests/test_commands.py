@@ -15,6 +15,9 @@ from helpers.flatbuffers_helpers import describe
 from helpers.forwarder_control import fc00
 from integration_tests.forwarder_fixtures import Stream, epics_write
 
+pytestmark = pytest.mark.ess
+
+
 TIMEOUT = 20.0
 
 

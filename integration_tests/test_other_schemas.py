@@ -21,6 +21,7 @@ def _pva_put(epics_network, name, value):
     pva_put(epics_network, name, value)
 
 
+@pytest.mark.ess
 def test_fake_pv_sends_an_update_every_fake_pv_period(
     pv_prefix, forwarder, control, outputs, topics
 ):
@@ -47,6 +48,7 @@ def _tdct_of(reader, name, since=0):
     return reader.messages("tdct", name, since=since)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_tdct_carries_pv_timestamp_plus_each_offset_as_uint64(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -70,6 +72,7 @@ def test_tdct_carries_pv_timestamp_plus_each_offset_as_uint64(
     assert [m.timestamps.tolist() for m in got] == expected, "\n".join(map(describe, got))
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_empty_array_sends_no_tdct(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -95,6 +98,7 @@ def test_empty_array_sends_no_tdct(
     assert len(got) == 2 and all(m.timestamps.size for m in got), "\n".join(map(describe, got))
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_empty_array_sends_no_f144(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -129,6 +133,7 @@ def _table_rows(epics_network, name):
     )
 
 
+@pytest.mark.ess
 def test_nttable_se00_sends_the_table_rows_as_samples(
     table_server, epics_network, forwarder, control, outputs, topics
 ):
@@ -166,6 +171,7 @@ def _integer_table() -> str | None:
     return getattr(pvs, "INT_TABLE", None)
 
 
+@pytest.mark.ess
 def test_nttable_senv_sends_the_table_rows_as_samples(
     table_server, epics_network, forwarder, control, outputs, topics
 ):
@@ -187,6 +193,7 @@ def test_nttable_senv_sends_the_table_rows_as_samples(
     assert first.value_ts.tolist() == stamps.tolist(), describe(first)
 
 
+@pytest.mark.extension
 def test_nttable_senv_with_float_samples_sends_nothing_and_forwarding_goes_on(
     table_server, epics_network, forwarder, control, outputs, topics
 ):
@@ -210,6 +217,7 @@ def test_nttable_senv_with_float_samples_sends_nothing_and_forwarding_goes_on(
     assert forwarder.is_running()
 
 
+@pytest.mark.ess
 def test_empty_nttable_sends_no_se00(
     table_server, epics_network, forwarder, control, outputs, topics
 ):
@@ -231,6 +239,7 @@ def test_empty_nttable_sends_no_se00(
     assert not reader.messages("se00", empty), reader.seen()
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_no_op_stream_sends_only_al00_and_ep01(protocol, ioc, forwarder, control, outputs, topics):
     name = ioc.pv("DOUBLE")

@@ -12,6 +12,9 @@ import pytest
 from helpers.flatbuffers_helpers import describe
 from integration_tests.forwarder_fixtures import PROTOCOLS, Stream
 
+pytestmark = pytest.mark.ess
+
+
 PERIOD_MS = 500
 TIMEOUT = 20.0
 

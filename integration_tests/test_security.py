@@ -32,16 +32,19 @@ def _forwards_through(fwd, ioc, control_factory, outputs, topics):
     )
 
 
+@pytest.mark.ess
 def test_forwarding_through_sasl_plain(ioc, forwarder_sasl_plain, control_factory, outputs, topics):
     _forwards_through(forwarder_sasl_plain, ioc, control_factory, outputs, topics)
 
 
+@pytest.mark.ess
 def test_forwarding_through_sasl_scram_sha_256(
     ioc, forwarder_sasl_scram, control_factory, outputs, topics
 ):
     _forwards_through(forwarder_sasl_scram, ioc, control_factory, outputs, topics)
 
 
+@pytest.mark.ess
 def test_forwarding_through_sasl_scram_sha_512(
     ioc, forwarder_factory, control_factory, outputs, topics
 ):
@@ -53,6 +56,7 @@ def test_forwarding_through_sasl_scram_sha_512(
     "mechanism, ini",
     [("PLAIN", "forwarder_sasl_plain.ini"), ("SCRAM-SHA-256", "forwarder_sasl_scram.ini")],
 )
+@pytest.mark.extension
 def test_wrong_sasl_password_is_reported_in_the_log(mechanism, ini, forwarder_factory):
     fwd = forwarder_factory(
         ini_file(ini), sasl=mechanism, password="not-the-password", wait_ready=False
@@ -70,6 +74,7 @@ def test_wrong_sasl_password_is_reported_in_the_log(mechanism, ini, forwarder_fa
     "mechanism, ini",
     [("PLAIN", "forwarder_sasl_plain.ini"), ("SCRAM-SHA-256", "forwarder_sasl_scram.ini")],
 )
+@pytest.mark.extension
 def test_forwarder_failing_to_authenticate_still_stops_promptly_on_sigterm(
     mechanism, ini, forwarder_factory
 ):

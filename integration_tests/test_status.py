@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
+
 from helpers.flatbuffers_helpers import describe
 from integration_tests.forwarder_fixtures import Stream
+
+pytestmark = pytest.mark.ess
+
 
 STATUS_INTERVAL_MS = 4000
 # A status "right after" a command arrives well within this; the periodic one only every 4 s.

@@ -15,6 +15,9 @@ import pytest
 from helpers.flatbuffers_helpers import describe, values_equal
 from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
 
+pytestmark = pytest.mark.ess
+
+
 TIMEOUT = 20.0
 
 
