@@ -17,6 +17,9 @@ from helpers.polling import wait_until
 from helpers.pvs import COUNTER_RUN, counter_breaks, counter_suffixes
 from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write
 
+pytestmark = pytest.mark.ess
+
+
 TIMEOUT = 20.0
 
 

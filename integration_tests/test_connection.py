@@ -33,6 +33,7 @@ def _wait_status(reader, name, status, since=0):
     )
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_subscribing_to_a_live_pv_sends_ep01_connected(
     protocol, ioc, forwarder, control, outputs, topics
@@ -44,6 +45,7 @@ def test_subscribing_to_a_live_pv_sends_ep01_connected(
     assert "DISCONNECTED" not in _statuses(reader, name), reader.seen()
 
 
+@pytest.mark.extension
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_pv_configured_before_its_ioc_exists_is_never_connected_then_connected(
     protocol, ioc_not_started, epics_network, forwarder, control, outputs, topics
@@ -62,6 +64,7 @@ def test_pv_configured_before_its_ioc_exists_is_never_connected_then_connected(
     assert order.index("NEVER_CONNECTED") < order.index("CONNECTED"), order
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_stopping_the_ioc_sends_disconnected_and_restarting_it_reconnects_with_the_value(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -87,6 +90,7 @@ def test_stopping_the_ioc_sends_disconnected_and_restarting_it_reconnects_with_t
     assert len(control.sent) == sent_before, "the test reconfigured the forwarder"
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_stopping_the_ioc_keeps_the_stream_configured(
     protocol, ioc, forwarder, control, outputs, topics

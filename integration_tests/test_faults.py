@@ -33,6 +33,7 @@ def _stop_broker(kafka) -> None:
         raise
 
 
+@pytest.mark.extension
 def test_updates_made_while_the_broker_is_down_all_arrive_after_it_returns(
     kafka, ioc, forwarder, control, outputs, topics
 ):
@@ -72,6 +73,7 @@ def test_updates_made_while_the_broker_is_down_all_arrive_after_it_returns(
     assert during == values, f"outage updates out of order or duplicated: {during}"
 
 
+@pytest.mark.extension
 def test_sigterm_flushes_every_accepted_update_and_exits_zero(
     ioc, forwarder, control, outputs, topics
 ):
@@ -100,6 +102,7 @@ def test_sigterm_flushes_every_accepted_update_and_exits_zero(
     assert got == values, f"lost or reordered on SIGTERM: {sorted(set(values) - set(got))}"
 
 
+@pytest.mark.ess
 def test_stopping_the_ioc_does_not_stop_fake_or_table_server_pvs(
     ioc, table_server, epics_network, pv_prefix, forwarder, control, outputs, topics
 ):

@@ -13,6 +13,9 @@ from helpers.flatbuffers_helpers import describe
 from helpers.pvs import COUNTER_RUN, counter_suffixes
 from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
 
+pytestmark = pytest.mark.ess
+
+
 PERIOD_MS = 500
 TIMEOUT = 20.0
 

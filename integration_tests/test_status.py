@@ -9,10 +9,15 @@ import urllib.request
 
 import pytest
 
+import pytest
+
 from helpers.flatbuffers_helpers import describe
 from helpers.polling import wait_until
 from helpers.rig.ports import free_tcp_port
 from integration_tests.forwarder_fixtures import Stream, epics_write
+
+pytestmark = pytest.mark.ess
+
 
 STATUS_INTERVAL_MS = 4000
 # A status "right after" a command arrives well within this; the periodic one only every 4 s.

@@ -11,6 +11,9 @@ from helpers.flatbuffers_helpers import Fc00, describe
 from helpers.forwarder_control import ForwarderControl, fc00, now_ms
 from integration_tests.forwarder_fixtures import Stream, epics_write, ini_file
 
+pytestmark = pytest.mark.ess
+
+
 TIMEOUT = 30.0
 JUNK = b"definitely not a flatbuffer"
 

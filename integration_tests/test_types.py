@@ -16,6 +16,9 @@ from helpers.flatbuffers_helpers import describe, values_equal
 from helpers.pvs import TIME_FROM_LINK, TS_NEW, TS_OLD
 from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
 
+pytestmark = pytest.mark.ess
+
+
 TIMEOUT = 20.0
 
 
@@ -32,7 +35,7 @@ class Case:
 
 
 # Initial values are those of ioc/test.db. CA has no 64-bit integers (INT64 arrives as
-# double) and carries enums as 16-bit indices and chars as unsigned bytes.
+# double) and carries enums as unsigned 16-bit indices (DBR_ENUM) and chars as unsigned bytes.
 NUMERIC = (
     Case("DOUBLE", 1.5, (2.25, -3.75), ("Double", np.float64), ("Double", np.float64)),
     Case("FLOAT", 2.5, (3.5, -0.25), ("Float", np.float32), ("Float", np.float32)),
@@ -52,8 +55,8 @@ NUMERIC = (
         ("ArrayUByte", np.uint8),
         ("ArrayByte", np.int8),
     ),
-    Case("MBBO", 1, (2, 3), ("Short", np.int16), ("Int", np.int32)),
-    Case("BO", 0, (1, 0), ("Short", np.int16), ("Int", np.int32)),
+    Case("MBBO", 1, (2, 3), ("UShort", np.uint16), ("Int", np.int32)),
+    Case("BO", 0, (1, 0), ("UShort", np.uint16), ("Int", np.int32)),
     Case(
         "DOUBLE_ARRAY",
         [1.5, 2.5, 3.5],
