@@ -11,9 +11,6 @@ import pytest
 from helpers.flatbuffers_helpers import describe
 from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
 
-pytestmark = pytest.mark.ess
-
-
 TIMEOUT = 20.0
 
 # value put -> (EPICS alarm status, severity) the record then has.
@@ -66,6 +63,7 @@ def _run_steps(protocol, schema, ioc, epics_network, control, outputs, topics):
     return reader, mark, expected_al00, initial.timestamp_ns
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_crossing_high_hihi_and_back_gives_exactly_one_al00_per_alarm_change(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -87,6 +85,7 @@ def test_crossing_high_hihi_and_back_gives_exactly_one_al00_per_alarm_change(
     )
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_f142_carries_alarm_status_and_severity_in_every_message(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -103,6 +102,7 @@ def test_f142_carries_alarm_status_and_severity_in_every_message(
     )
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_al00_schema_stream_sends_the_alarm_of_each_update(
     protocol, ioc, epics_network, forwarder, control, outputs, topics

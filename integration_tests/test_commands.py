@@ -17,9 +17,6 @@ from helpers.polling import wait_until
 from helpers.pvs import COUNTER_RUN, counter_breaks, counter_suffixes
 from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write
 
-pytestmark = pytest.mark.ess
-
-
 TIMEOUT = 20.0
 
 
@@ -48,6 +45,7 @@ def _stopped_while_marker_flows(reader, stopped, marker_reader, marker_pv, marke
     return [m for name in stopped for m in reader.messages("f144", name, since=mark)]
 
 
+@pytest.mark.ess
 def test_duplicate_add_gives_no_duplicate_output(ioc, forwarder, control, outputs, topics):
     name = ioc.pv("DOUBLE")
     topic = topics.new("dup")
@@ -65,6 +63,7 @@ def test_duplicate_add_gives_no_duplicate_output(ioc, forwarder, control, output
     assert _f144_values(reader, name) == [1.5, 2.5, 3.5], reader.seen()
 
 
+@pytest.mark.ess
 def test_same_pv_to_two_topics_gives_two_independent_streams(
     ioc, forwarder, control, outputs, topics
 ):
@@ -80,6 +79,7 @@ def test_same_pv_to_two_topics_gives_two_independent_streams(
         assert _f144_values(reader, name) == [1.5, 4.5], reader.seen()
 
 
+@pytest.mark.ess
 def test_same_pv_with_two_schemas_to_one_topic_gives_two_streams(
     ioc, forwarder, control, outputs, topics
 ):
@@ -94,6 +94,7 @@ def test_same_pv_with_two_schemas_to_one_topic_gives_two_streams(
     _value_of(reader, name, 4.5, schema="f142")
 
 
+@pytest.mark.ess
 def test_remove_by_exact_name_stops_only_that_pv(ioc, forwarder, control, outputs, topics):
     double, long_ = ioc.pv("DOUBLE"), ioc.pv("LONG")
     topic = topics.new("rm")
@@ -109,6 +110,7 @@ def test_remove_by_exact_name_stops_only_that_pv(ioc, forwarder, control, output
     assert not leaked, "removed PV still forwarded: " + "; ".join(map(describe, leaked))
 
 
+@pytest.mark.ess
 def test_remove_with_star_and_question_mark_wildcards(ioc, forwarder, control, outputs, topics):
     pv = ioc.pv
     topic = topics.new("wild")
@@ -149,6 +151,7 @@ def test_remove_with_star_and_question_mark_wildcards(ioc, forwarder, control, o
     assert not leaked, "removed PVs still forwarded: " + "; ".join(map(describe, leaked))
 
 
+@pytest.mark.ess
 def test_remove_by_topic_stops_every_stream_to_that_topic(ioc, forwarder, control, outputs, topics):
     double, long_ = ioc.pv("DOUBLE"), ioc.pv("LONG")
     gone, kept = topics.new("gone"), topics.new("kept")
@@ -175,6 +178,7 @@ def test_remove_by_topic_stops_every_stream_to_that_topic(ioc, forwarder, contro
     )
 
 
+@pytest.mark.ess
 def test_remove_by_channel_and_schema_keeps_the_other_schema(
     ioc, forwarder, control, outputs, topics
 ):
@@ -195,6 +199,7 @@ def test_remove_by_channel_and_schema_keeps_the_other_schema(
     assert not leaked, "removed f142 stream still forwarded: " + "; ".join(map(describe, leaked))
 
 
+@pytest.mark.ess
 def test_removeall_stops_everything(ioc, forwarder, control, outputs, topics):
     double, long_ = ioc.pv("DOUBLE"), ioc.pv("LONG")
     topic, marker_topic = topics.new("all"), topics.new("marker")
@@ -219,6 +224,7 @@ def test_removeall_stops_everything(ioc, forwarder, control, outputs, topics):
     )
 
 
+@pytest.mark.ess
 def test_replace_swaps_the_whole_configuration(ioc, forwarder, control, outputs, topics):
     double, long_, short = ioc.pv("DOUBLE"), ioc.pv("LONG"), ioc.pv("SHORT")
     topic = topics.new("replace")
@@ -243,6 +249,7 @@ def test_replace_swaps_the_whole_configuration(ioc, forwarder, control, outputs,
     assert not leaked, "replaced streams still forwarded: " + "; ".join(map(describe, leaked))
 
 
+@pytest.mark.ess
 def test_invalid_streams_are_skipped_while_valid_ones_in_the_same_add_apply(
     ioc, forwarder, control, outputs, topics
 ):
@@ -268,6 +275,7 @@ def test_invalid_streams_are_skipped_while_valid_ones_in_the_same_add_apply(
     assert forwarder.is_running()
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize(
     "bad",
     [
@@ -297,6 +305,7 @@ def test_broken_config_messages_are_ignored_and_forwarding_goes_on(
     assert forwarder.is_running()
 
 
+@pytest.mark.ess
 def test_truncated_config_message_is_ignored_and_forwarding_goes_on(
     ioc, forwarder, control, outputs, topics
 ):
@@ -320,6 +329,7 @@ def test_truncated_config_message_is_ignored_and_forwarding_goes_on(
         assert channel in (name, ioc.pv("SHORT")), f"garbage stream {channel!r} in status"
 
 
+@pytest.mark.ess
 def test_hundred_adds_back_to_back_all_appear_in_status(
     pv_prefix, forwarder, control, outputs, topics
 ):

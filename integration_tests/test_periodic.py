@@ -13,13 +13,11 @@ from helpers.flatbuffers_helpers import describe
 from helpers.pvs import COUNTER_RUN, counter_suffixes
 from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
 
-pytestmark = pytest.mark.ess
-
-
 PERIOD_MS = 500
 TIMEOUT = 20.0
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_idle_periodic_stream_is_resent_every_period_with_identical_payload(
     protocol, ioc, forwarder_idle_updates, control_factory, outputs, topics
@@ -48,6 +46,7 @@ def test_idle_periodic_stream_is_resent_every_period_with_identical_payload(
     )
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_non_periodic_stream_of_an_idle_pv_is_sent_once(
     protocol, ioc, forwarder_idle_updates, control_factory, outputs, topics
@@ -70,6 +69,7 @@ def test_non_periodic_stream_of_an_idle_pv_is_sent_once(
     assert len(sent) == 1, "a non-periodic stream was re-sent:\n" + "\n".join(map(describe, sent))
 
 
+@pytest.mark.ess
 def test_resends_stop_after_remove(ioc, forwarder_idle_updates, control_factory, outputs, topics):
     control = control_factory(forwarder_idle_updates)
     removed, kept = ioc.pv("DOUBLE"), ioc.pv("LONG")

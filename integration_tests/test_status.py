@@ -9,15 +9,10 @@ import urllib.request
 
 import pytest
 
-import pytest
-
 from helpers.flatbuffers_helpers import describe
 from helpers.polling import wait_until
 from helpers.rig.ports import free_tcp_port
 from integration_tests.forwarder_fixtures import Stream, epics_write
-
-pytestmark = pytest.mark.ess
-
 
 STATUS_INTERVAL_MS = 4000
 # A status "right after" a command arrives well within this; the periodic one only every 4 s.
@@ -38,6 +33,7 @@ def _same_host_pid(status_pid: int, forwarder_pid: int | None) -> bool | None:
         return None
 
 
+@pytest.mark.ess
 def test_status_names_software_service_host_pid_and_interval(forwarder, control):
     record = control.wait_for_status(timeout=15.0, what="a status message")
     status = record.status
@@ -59,6 +55,7 @@ def test_status_names_software_service_host_pid_and_interval(forwarder, control)
     assert isinstance(status.status, dict) and status.streams() == [], status.status_json
 
 
+@pytest.mark.ess
 def test_status_is_sent_about_every_four_seconds(forwarder, control):
     control.wait_for_status(
         lambda r: len(control.statuses) >= 4,
@@ -70,6 +67,7 @@ def test_status_is_sent_about_every_four_seconds(forwarder, control):
     assert all(3000 <= g <= 5500 for g in gaps), f"gaps between statuses: {gaps} ms"
 
 
+@pytest.mark.ess
 def test_a_status_follows_each_command_at_once(ioc, forwarder, control, topics):
     topic = topics.new("prompt")
     a = Stream(ioc.pv("DOUBLE"), "f144", topic)

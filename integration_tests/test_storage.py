@@ -11,9 +11,6 @@ from helpers.flatbuffers_helpers import Fc00, describe
 from helpers.forwarder_control import ForwarderControl, fc00, now_ms
 from integration_tests.forwarder_fixtures import Stream, epics_write, ini_file
 
-pytestmark = pytest.mark.ess
-
-
 TIMEOUT = 30.0
 JUNK = b"definitely not a flatbuffer"
 
@@ -66,6 +63,7 @@ def _stays_empty(ctl, statuses=2):
     assert not listed, f"a forwarder that should start empty lists streams: {listed}"
 
 
+@pytest.mark.ess
 def test_configuration_is_restored_on_restart_and_stored_again(
     ioc, forwarder_factory, control_factory, outputs, topics, storage_topic
 ):
@@ -99,6 +97,7 @@ def test_configuration_is_restored_on_restart_and_stored_again(
     _wait_stored(storage, streams, since_ms=restart_ms)
 
 
+@pytest.mark.ess
 def test_skip_retrieval_starts_empty_despite_a_stored_configuration(
     ioc, forwarder_factory, control_factory, outputs, topics, storage_topic
 ):
@@ -122,6 +121,7 @@ def _produce(kafka, topic, payloads):
         writer.close()
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("layout", ["junk-before-valid", "junk-after-valid", "junk-around-valid"])
 def test_junk_on_the_storage_topic_is_skipped_and_the_valid_configuration_restored(
     layout, kafka, ioc, forwarder_factory, control_factory, outputs, topics, storage_topic
@@ -142,6 +142,7 @@ def test_junk_on_the_storage_topic_is_skipped_and_the_valid_configuration_restor
     reader.wait_for_count(1, schema="f144", source=ioc.pv("DOUBLE"), timeout=TIMEOUT)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("content", ["empty", "junk-only"])
 def test_storage_topic_without_a_valid_configuration_starts_empty_and_accepts_commands(
     content, kafka, ioc, forwarder_factory, control_factory, outputs, topics, storage_topic

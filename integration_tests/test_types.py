@@ -16,9 +16,6 @@ from helpers.flatbuffers_helpers import describe, values_equal
 from helpers.pvs import TIME_FROM_LINK, TS_NEW, TS_OLD
 from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
 
-pytestmark = pytest.mark.ess
-
-
 TIMEOUT = 20.0
 
 
@@ -192,6 +189,7 @@ def _later_puts_arrive_in_order(protocol, schema, cases, ioc, epics_network, rea
     assert not problems, f"{schema} over {protocol}:\n" + "\n".join(problems)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_f144_initial_value_of_every_numeric_record_type_is_exact(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -202,6 +200,7 @@ def test_f144_initial_value_of_every_numeric_record_type_is_exact(
     _initial_values_are_exact(protocol, "f144", NUMERIC, ioc, epics_network, reader)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_f144_later_puts_of_every_numeric_record_type_arrive_in_order(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -212,6 +211,7 @@ def test_f144_later_puts_of_every_numeric_record_type_arrive_in_order(
     _later_puts_arrive_in_order(protocol, "f144", NUMERIC, ioc, epics_network, reader)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_f142_initial_value_of_every_record_type_including_strings_is_exact(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -223,6 +223,7 @@ def test_f142_initial_value_of_every_record_type_including_strings_is_exact(
     _initial_values_are_exact(protocol, "f142", cases, ioc, epics_network, reader)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_f142_later_puts_of_every_record_type_including_strings_arrive_in_order(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -234,6 +235,7 @@ def test_f142_later_puts_of_every_record_type_including_strings_arrive_in_order(
     _later_puts_arrive_in_order(protocol, "f142", cases, ioc, epics_network, reader)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_f142_messages_without_alarm_carry_no_alarm_status_and_severity(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
