@@ -18,14 +18,22 @@ from typing import Any
 
 from forwarder.cli import Settings
 from forwarder.config.commands import Command, CommandKind, ConfigController
-from forwarder.config.storage import ConfigStorage, TopicReader, retrieve_config
+from forwarder.config.storage import (
+    ConfigStorage,
+    StorageUnavailable,
+    TopicReader,
+    retrieve_config,
+)
 from forwarder.status.reporter import StatusReporter
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 0.2
 ASSIGN_TIMEOUT_S = 2.0
-RETRIEVAL_TIMEOUT_S = 10.0
+RETRIEVAL_TIMEOUT_S = 30.0  # one attempt; an unreachable broker means another attempt later
+RESTORE_FIRST_RETRY_S = 0.5
+RESTORE_MAX_RETRY_S = 10.0
+RESTORE_LOG_INTERVAL_S = 10.0
 SHUTDOWN_BOUND_S = 10.0
 FLUSH_TIMEOUT_S = 5.0
 
@@ -69,12 +77,8 @@ class StopRequest:
 
 def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> Parts:
     """The real parts: Kafka producers and consumers, EPICS source factories, the manager."""
-    from forwarder.kafka.consumer import (
-        LIBRDKAFKA_LOG,
-        ConfigConsumer,
-        KafkaErrorLogger,
-        KafkaTopicReader,
-    )
+    from forwarder.kafka.client_log import client_logging
+    from forwarder.kafka.consumer import ConfigConsumer, KafkaTopicReader
     from forwarder.kafka.producer import Producer
     from forwarder.manager import StreamManager
     from forwarder.metrics import Metrics
@@ -84,11 +88,9 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
     control_metrics = Metrics()  # status/storage traffic must not count as forwarded data
 
     def producer(config: dict, role: str, producer_metrics, **kwargs) -> Producer:
-        extra = {
-            "error_cb": KafkaErrorLogger(role, on_auth_failure=on_auth_failure),
-            "logger": LIBRDKAFKA_LOG,
-        }
-        return Producer({**config, **extra}, producer_metrics, **kwargs)
+        return Producer(
+            {**config, **client_logging(role, on_auth_failure)}, producer_metrics, **kwargs
+        )
 
     output = producer(
         settings.output_kafka,
@@ -106,7 +108,7 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
             reader = KafkaTopicReader(
                 settings.storage_kafka, settings.storage_topic, on_auth_failure=on_auth_failure
             )
-    factories = make_source_factories(settings.fake_pv_period_ms)
+    factories = make_source_factories(settings.fake_pv_period_ms, metrics)
     manager = StreamManager(
         output,
         factories,
@@ -142,21 +144,52 @@ class Forwarder:
         )
         self.controller.add_listener(self.status)
 
-    def restore(self) -> None:
-        """Apply the newest stored configuration (unless --skip-retrieval)."""
+    def restore(self) -> bool:
+        """Apply the newest stored configuration (unless --skip-retrieval); True when done.
+
+        Nothing is forwarded and nothing written to the storage topic before this has read
+        the topic, or found it empty or absent: starting empty while the broker is out of
+        reach would make the next command overwrite the stored configuration. So an
+        unreachable broker means another attempt, with backoff, until a stop is requested.
+        """
         reader = self.parts.storage_reader
         if reader is None:
-            return
+            return True
+        attempt = 0
+        next_log = float("-inf")
         try:
-            specs = retrieve_config(reader, self.settings.storage_topic, RETRIEVAL_TIMEOUT_S)
-            if specs:
-                # Status waits for the config consumer; storage gets the restored config again
-                # so that the newest stored message always reflects this run.
-                self.controller.apply(Command(CommandKind.ADD, specs=tuple(specs)), notify=False)
-                if self.storage is not None:
-                    self.storage(self.controller.specs())
-        except Exception:
-            log.exception("Restoring from the storage topic failed: starting with no streams")
+            while not self.stop.is_set():
+                attempt += 1
+                try:
+                    specs = retrieve_config(
+                        reader, self.settings.storage_topic, RETRIEVAL_TIMEOUT_S
+                    )
+                except Exception as error:
+                    retry_s = min(RESTORE_MAX_RETRY_S, RESTORE_FIRST_RETRY_S * 2 ** (attempt - 1))
+                    if time.monotonic() >= next_log:
+                        next_log = time.monotonic() + RESTORE_LOG_INTERVAL_S
+                        unexpected = not isinstance(error, StorageUnavailable)
+                        log.log(
+                            logging.ERROR if unexpected else logging.WARNING,
+                            "Cannot restore the configuration from storage topic %s yet "
+                            "(attempt %d: %s); nothing is forwarded until it is restored; "
+                            "retrying",
+                            self.settings.storage_topic,
+                            attempt,
+                            error,
+                            exc_info=unexpected,
+                        )
+                    self._count("storage_restore_retries")
+                    self.stop.wait(retry_s)
+                    continue
+                if specs:
+                    # Status waits for the config consumer; storage gets the restored config
+                    # again so that the newest stored snapshot always reflects this run.
+                    self.controller.apply(Command(CommandKind.ADD, specs=tuple(specs)), notify=False)
+                    if self.storage is not None:
+                        self.storage(self.controller.specs())
+                return True
+            return False
         finally:
             _quietly(reader, "close")
 
@@ -194,7 +227,8 @@ class Forwarder:
             log.exception("Could not count %s", name)
 
     def run(self) -> None:
-        self.restore()
+        if not self.restore():
+            return
         log.info("Forwarder %s running", self.settings.service_id)
         while not self.stop.is_set():
             self.step()
@@ -258,13 +292,21 @@ class ExitWatchdog:
         self._force_exit(1)
 
 
+def ess_graphite_prefix(service_id: str) -> str:
+    """The ESS forwarder's Graphite prefix: forwarder.<host, dots as _>.<service id>."""
+    import socket
+
+    host = socket.gethostname().replace(".", "_")
+    return f"forwarder.{host}.{service_id}".replace(" ", "").lower()
+
+
 def _start_metrics_export(settings: Settings, metrics: Any) -> None:
     try:
         if settings.grafana_carbon_address:
             metrics.start_graphite(
                 settings.grafana_carbon_address,
                 settings.statistics_update_interval_s,
-                settings.grafana_metric_prefix or "",
+                settings.grafana_metric_prefix or ess_graphite_prefix(settings.service_id),
             )
         if settings.prometheus_port is not None:
             metrics.start_prometheus(settings.prometheus_port)

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 
 from forwarder.config.streams import StreamSpec
-from forwarder.kafka.producer import RateLimitedLog
 from forwarder.kafka.stream_counts import StreamCounts
+from forwarder.log_throttle import RateLimitedLog
 from forwarder.metrics import Metrics
 from forwarder.periodic import TimerScheduler
 from forwarder.serialise.base import (

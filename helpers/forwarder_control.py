@@ -8,6 +8,8 @@ decodes the lz4-compressed batches the forwarder produces.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -25,6 +27,7 @@ from helpers.polling import wait_until
 
 PROTOCOLS = {"PVA": Protocol.PVA, "CA": Protocol.CA, "FAKE": Protocol.FAKE}
 _PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+SEEN_STREAMS = 10  # streams a timeout message names; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class ForwarderControl:
         self._consumer: PartitionReader | None = None
         self.statuses: list[StatusRecord] = []
         self.non_status: list[bytes] = []  # anything on the status topic that is not x5f2
+        self._parts: dict[int, dict[int, X5f2]] = {}  # cycle -> index -> part of a status
         self.sent: list[tuple[float, bytes]] = []  # (time.time() after ack, payload)
 
     # -- commands -----------------------------------------------------------------------------
@@ -136,9 +140,27 @@ class ForwarderControl:
             if payload is None or schema_id(payload) != "x5f2":
                 self.non_status.append(payload)
                 continue
-            new.append(StatusRecord(timestamp_ms, now, decode(payload)))
+            status = self._whole(decode(payload))
+            if status is not None:
+                new.append(StatusRecord(timestamp_ms, now, status))
         self.statuses.extend(new)
         return new
+
+    def _whole(self, status: X5f2) -> X5f2 | None:
+        """``status``, or, for a status split into parts, the whole one once its last part
+        is in (its ``streams`` the union of the parts'); None while parts are missing."""
+        part = status.status.get("part") if isinstance(status.status, dict) else None
+        if not isinstance(part, dict):
+            return status
+        parts = self._parts.setdefault(part["cycle"], {})
+        parts[part["index"]] = status
+        if len(parts) < part["count"]:
+            return None
+        del self._parts[part["cycle"]]
+        streams = [e for i in sorted(parts) for e in parts[i].streams()]
+        whole = {**status.status, "streams": streams}
+        del whole["part"]
+        return dataclasses.replace(status, status=whole, status_json=json.dumps(whole))
 
     def latest_status(self) -> X5f2 | None:
         """The newest x5f2 read so far (after a poll), decoded with ``.status`` parsed."""
@@ -198,9 +220,12 @@ class ForwarderControl:
         if not self.statuses:
             return f"no x5f2 on {self.status_topic} ({len(self.non_status)} other messages)"
         last = self.statuses[-1]
+        streams = sorted(last.streams)
+        shown = streams if len(streams) <= SEEN_STREAMS else [*streams[:SEEN_STREAMS], "..."]
+        # Only a few: a timeout message with 10,000 streams would be hundreds of KB.
         return (
             f"{len(self.statuses)} statuses; newest at {last.kafka_timestamp_ms} lists "
-            f"{sorted(last.streams)}"
+            f"{len(streams)} streams: {shown}"
         )
 
     def close(self) -> None:

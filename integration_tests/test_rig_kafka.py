@@ -18,6 +18,9 @@ from helpers.polling import wait_until
 from helpers.rig.api import SASL_USERS
 from helpers.rig.local_kafka import BrokerNotSupported, ExternalKafka, LocalKafka
 
+pytestmark = pytest.mark.rig
+
+
 TIMEOUT = 30.0  # deadline for anything a test waits for
 MECHANISMS = sorted(SASL_USERS)
 

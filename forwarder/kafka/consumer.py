@@ -1,8 +1,10 @@
 """Reading Kafka for the control plane: the config topic (live) and the storage topic (once).
 
-The config topic is assigned explicitly at its end offsets, so a command produced after we
-are assigned is never missed and old commands are never replayed; no consumer group offsets
-are used or committed.
+The config topic is assigned explicitly, with no consumer group offsets used or committed,
+from the first command written after this forwarder started: commands sent while the broker
+was still out of reach, or while the stored configuration was being restored, are applied,
+and commands older than this run are never replayed. A config topic that did not exist yet
+at start is read from its beginning, since everything in it was written after we started.
 """
 
 from __future__ import annotations
@@ -15,50 +17,12 @@ from collections.abc import Callable
 import confluent_kafka
 from confluent_kafka import KafkaError, TopicPartition
 
-from forwarder.config.storage import StoredMessage
+from forwarder.config.storage import StorageUnavailable, StoredMessage
+from forwarder.kafka.client_log import AuthFailureHandler, client_logging
 
 log = logging.getLogger(__name__)
-# librdkafka's own log lines go through Python logging (the log file), not raw to stderr.
-LIBRDKAFKA_LOG = logging.getLogger("forwarder.librdkafka")
 
 ConsumerFactory = Callable[[dict], object]
-
-
-AuthFailureHandler = Callable[[str], None]
-
-
-class KafkaErrorLogger:
-    """An ``error_cb`` for confluent-kafka: errors go to the log at ERROR, each distinct message
-    at most once per ``repeat_s`` so retries don't flood. A failed authentication (a wrong
-    password never fixes itself) is also passed to ``on_auth_failure``, so the forwarder can
-    stop instead of retrying forever."""
-
-    def __init__(
-        self,
-        role: str,
-        repeat_s: float = 30.0,
-        clock=time.monotonic,
-        on_auth_failure: AuthFailureHandler | None = None,
-    ):
-        self._role = role
-        self._on_auth_failure = on_auth_failure
-        self._repeat_s = repeat_s
-        self._clock = clock
-        self._last: dict[str, float] = {}
-
-    def __call__(self, error: KafkaError) -> None:
-        text = str(error)
-        now = self._clock()
-        last = self._last.get(text)
-        if last is not None and now - last < self._repeat_s:
-            return
-        self._last[text] = now
-        if error.code() == KafkaError._AUTHENTICATION:
-            log.error("Kafka authentication failed (%s): %s", self._role, text)
-            if self._on_auth_failure is not None:
-                self._on_auth_failure(f"Kafka authentication failed ({self._role}): {text}")
-        else:
-            log.error("Kafka error (%s): %s", self._role, text)
 
 
 def consumer_config(
@@ -72,28 +36,36 @@ def consumer_config(
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": False,
-            "error_cb": KafkaErrorLogger(role, on_auth_failure=on_auth_failure),
-            "logger": LIBRDKAFKA_LOG,
+            **client_logging(role, on_auth_failure),
         }
     )
     return config
 
 
 def _partitions(consumer, topic: str, timeout: float) -> list[int] | None:
-    """Partition ids of ``topic``; None (logged at DEBUG) if it does not exist (yet)."""
+    """Partition ids of ``topic``; None if the broker says it does not exist.
+
+    Raises KafkaException when the broker cannot be asked, or answers with another error
+    (e.g. no leader yet while it starts): only "unknown topic" means absent."""
     metadata = consumer.list_topics(topic, timeout=timeout)
     topic_metadata = metadata.topics.get(topic)
-    if topic_metadata is None or topic_metadata.error is not None:
-        reason = topic_metadata.error if topic_metadata is not None else "not in metadata"
-        log.debug("Topic %s unavailable: %s", topic, reason)
+    if topic_metadata is None:
         return None
+    error = topic_metadata.error
+    if error is not None:
+        if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            log.debug("Topic %s does not exist: %s", topic, error)
+            return None
+        raise confluent_kafka.KafkaException(error)
     if not topic_metadata.partitions:
         return None
     return sorted(topic_metadata.partitions)
 
 
 class ConfigConsumer:
-    """Delivers fc00 payloads from the config topic, from the moment it got assigned."""
+    """Delivers fc00 payloads from the config topic: every command written since ``started_ms``
+    (the forwarder's start, by the producers' record timestamps), or all of them if the topic
+    was seen not to exist."""
 
     def __init__(
         self,
@@ -104,6 +76,7 @@ class ConfigConsumer:
         retry_interval_s: float = 1.0,
         clock=time.monotonic,
         on_auth_failure: AuthFailureHandler | None = None,
+        started_ms: int | None = None,
     ):
         self._topic = topic
         self._consumer = consumer_factory(
@@ -111,12 +84,15 @@ class ConfigConsumer:
         )
         self._retry_interval_s = retry_interval_s
         self._clock = clock
+        self._started_ms = started_ms if started_ms is not None else int(time.time() * 1000)
+        self._from_beginning = False  # set once the topic was seen not to exist
         self._next_try = 0.0
         self._warned = False
         self.assigned = False
 
     def try_assign(self, timeout: float = 5.0) -> bool:
-        """Assign all partitions at their end offsets; False (and retry later) if impossible."""
+        """Assign every partition at the first command of this run; False (retry later) if
+        the topic cannot be read yet."""
         if self.assigned:
             return True
         now = self._clock()
@@ -126,25 +102,40 @@ class ConfigConsumer:
         try:
             partitions = _partitions(self._consumer, self._topic, timeout)
             if partitions is None:
+                self._from_beginning = True
                 self._warn(f"config topic {self._topic} does not exist yet; retrying")
                 return False
-            assignment = []
-            for partition in partitions:
-                _low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(self._topic, partition), timeout=timeout, cached=False
-                )
-                assignment.append(TopicPartition(self._topic, partition, high))
+            assignment = [
+                TopicPartition(self._topic, p, self._first_offset(p, timeout)) for p in partitions
+            ]
             self._consumer.assign(assignment)
         except confluent_kafka.KafkaException as error:
             self._warn(f"cannot reach config topic {self._topic} yet ({error}); retrying")
             return False
         self.assigned = True
         log.info(
-            "Listening for commands on %s from offsets %s",
+            "Listening for commands on %s from offsets %s (%s)",
             self._topic,
             {tp.partition: tp.offset for tp in assignment},
+            "the topic is new: every command in it"
+            if self._from_beginning
+            else "every command written since this forwarder started",
         )
         return True
+
+    def _first_offset(self, partition: int, timeout: float) -> int:
+        low, high = self._consumer.get_watermark_offsets(
+            TopicPartition(self._topic, partition), timeout=timeout, cached=False
+        )
+        if self._from_beginning:
+            return low
+        (found,) = self._consumer.offsets_for_times(
+            [TopicPartition(self._topic, partition, self._started_ms)], timeout=timeout
+        )
+        if found.error is not None:
+            raise confluent_kafka.KafkaException(found.error)
+        # -1: no record at or after the start time, so the first command will come at high.
+        return high if found.offset < 0 else found.offset
 
     def _warn(self, text: str) -> None:
         (log.debug if self._warned else log.warning)(text[0].upper() + text[1:])
@@ -170,7 +161,7 @@ class ConfigConsumer:
 
 
 class KafkaTopicReader:
-    """Random access to a topic, for walking back through the storage topic."""
+    """Random access to a topic, for reading back the storage topic."""
 
     def __init__(
         self,
@@ -199,22 +190,31 @@ class KafkaTopicReader:
                 for p in ids
             }
         except confluent_kafka.KafkaException as error:
-            log.warning("Cannot read storage topic %s: %s", self._topic, error)
-            return None
+            raise StorageUnavailable(f"cannot read storage topic {self._topic}: {error}") from None
 
     def read(self, partition: int, start: int, end: int, deadline: float) -> list[StoredMessage]:
         self._consumer.assign([TopicPartition(self._topic, partition, start)])
         messages: dict[int, StoredMessage] = {}
-        while time.monotonic() < deadline:
-            timeout = max(0.0, min(0.5, deadline - time.monotonic()))
-            for message in self._consumer.consume(num_messages=end - start, timeout=timeout):
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StorageUnavailable(
+                    f"reading storage topic {self._topic}[{partition}] offsets {start}-{end} "
+                    f"timed out with {len(messages)} messages read"
+                )
+            batch = max(1, min(10_000, end - start - len(messages)))
+            for message in self._consumer.consume(num_messages=batch, timeout=min(0.5, left)):
                 if message.error() is None and start <= message.offset() < end:
                     _type, timestamp = message.timestamp()
                     offset = message.offset()
-                    messages[offset] = StoredMessage(offset, message.value(), timestamp)
+                    messages[offset] = StoredMessage(
+                        offset, message.value(), timestamp, tuple(message.headers() or ())
+                    )
+            if len(messages) >= end - start:
+                break
             # The position passes offsets that were compacted away, so gaps do not stall us.
             position = self._consumer.position([TopicPartition(self._topic, partition)])
-            if len(messages) >= end - start or position[0].offset >= end:
+            if position[0].offset >= end:
                 break
         return list(messages.values())
 

@@ -43,6 +43,7 @@ from confluent_kafka import Producer as ConfluentProducer
 
 from forwarder.kafka.buffer_budget import DEFAULT_BUFFER_MB, PER_MESSAGE_OVERHEAD
 from forwarder.kafka.stream_counts import StreamCounts
+from forwarder.log_throttle import RateLimitedLog
 from forwarder.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -81,29 +82,6 @@ DRAIN_POLL_S = 0.01  # poll interval while the overflow waits for room
 DRAIN_BATCH = 200  # overflow entries moved per hold of the lock (a few hundred µs)
 DROP_LOG_INTERVAL_S = 10.0
 TOPIC_LOG_INTERVAL_S = 10.0
-
-
-class RateLimitedLog:
-    """Logs the first event, then at most one summary per interval with the count suppressed."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float = 10.0, clock=time.monotonic):
-        self._log = logger
-        self._interval = interval_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._last = float("-inf")
-        self._suppressed = 0
-
-    def error(self, msg: str, *args: object, **kwargs: object) -> None:
-        with self._lock:
-            now = self._clock()
-            if now - self._last < self._interval:
-                self._suppressed += 1
-                return
-            suppressed, self._suppressed, self._last = self._suppressed, 0, now
-        if suppressed:
-            msg += f" ({suppressed} similar messages suppressed)"
-        self._log.error(msg, *args, **kwargs)
 
 
 def producer_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -164,8 +142,10 @@ class Producer:
         value: bytes,
         timestamp_ms: int,
         stream: StreamCounts | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Hand one message over; returns at once whatever the broker does."""
+        """Hand one message over; returns at once whatever the broker does. ``headers``
+        (Kafka record headers) only for the control topics: the data path has none."""
         counts = stream if stream is not None else self._untracked
         cost = len(value) + PER_MESSAGE_OVERHEAD
         if key:
@@ -180,9 +160,19 @@ class Producer:
                 and not self._closing
             ):
                 try:
-                    self._producer.produce(
-                        topic, value, key, timestamp=timestamp_ms, on_delivery=callback
-                    )
+                    if headers is None:
+                        self._producer.produce(
+                            topic, value, key, timestamp=timestamp_ms, on_delivery=callback
+                        )
+                    else:
+                        self._producer.produce(
+                            topic,
+                            value,
+                            key,
+                            timestamp=timestamp_ms,
+                            on_delivery=callback,
+                            headers=headers,
+                        )
                     self._inflight = inflight + cost
                     return
                 except BufferError:
@@ -190,17 +180,24 @@ class Producer:
                 except (KafkaException, ValueError, TypeError) as e:
                     self._refused(topic, counts, e)
                     return
-            self._hold(topic, key, value, timestamp_ms, counts, cost)
+            self._hold(topic, key, value, timestamp_ms, counts, cost, headers)
 
     def _bind(self, counts: StreamCounts):
         """The delivery callback of one stream, made once per stream, not per message."""
         counts.on_delivery = functools.partial(self._on_delivery, counts)
         return counts.on_delivery
 
-    def _send(self, topic, key, value, timestamp_ms, counts, cost, callback) -> bool:
+    def _send(self, topic, key, value, timestamp_ms, counts, cost, callback, headers) -> bool:
         """Into librdkafka (lock held); False if its queue is full and the caller must keep it."""
         try:
-            self._producer.produce(topic, value, key, timestamp=timestamp_ms, on_delivery=callback)
+            if headers is None:
+                self._producer.produce(
+                    topic, value, key, timestamp=timestamp_ms, on_delivery=callback
+                )
+            else:
+                self._producer.produce(
+                    topic, value, key, timestamp=timestamp_ms, on_delivery=callback, headers=headers
+                )
         except BufferError:
             return False
         except (KafkaException, ValueError, TypeError) as e:
@@ -216,12 +213,14 @@ class Producer:
         counts.error = str(error)
         self._produce_errors.error("Could not produce message to %s: %s", topic, error)
 
-    def _hold(self, topic, key, value, timestamp_ms, counts: StreamCounts, cost: int) -> None:
+    def _hold(
+        self, topic, key, value, timestamp_ms, counts: StreamCounts, cost: int, headers
+    ) -> None:
         """Append to the overflow (lock held), then drop the oldest while over budget."""
         if self._closing:
             self._drop(counts, "produced after close")
             return
-        entry = (topic, key, value, timestamp_ms, counts, cost)
+        entry = (topic, key, value, timestamp_ms, counts, cost, headers)
         self._overflow.append(entry)
         self._overflow_bytes += cost
         counts.newest = entry
@@ -296,11 +295,13 @@ class Producer:
                 for _ in range(DRAIN_BATCH):
                     if not overflow:
                         return
-                    topic, key, value, timestamp_ms, counts, cost = overflow[0]
+                    topic, key, value, timestamp_ms, counts, cost, headers = overflow[0]
                     if self._inflight and self._inflight + cost > self._inflight_cap:
                         return
                     callback = counts.on_delivery or self._bind(counts)
-                    if not self._send(topic, key, value, timestamp_ms, counts, cost, callback):
+                    if not self._send(
+                        topic, key, value, timestamp_ms, counts, cost, callback, headers
+                    ):
                         return
                     overflow.popleft()
                     self._overflow_bytes -= cost

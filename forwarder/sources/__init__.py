@@ -12,11 +12,14 @@ from forwarder.sources.fake import FakeSourceFactory
 from forwarder.sources.pva import PvaSourceFactory
 
 
-def make_source_factories(fake_period_ms: int) -> dict[str, SourceFactory]:
-    """One factory per protocol name as it appears in configuration messages."""
+def make_source_factories(fake_period_ms: int, metrics=None) -> dict[str, SourceFactory]:
+    """One factory per protocol name as it appears in configuration messages.
+
+    ``metrics`` (optional) counts PVA re-subscriptions of silent monitors.
+    """
     return {
         "CA": CaSourceFactory(),
-        "PVA": PvaSourceFactory(),
+        "PVA": PvaSourceFactory(metrics),
         "FAKE": FakeSourceFactory(fake_period_ms),
     }
 

@@ -7,16 +7,29 @@ reported once the PV had been connected (the stream layer handles NEVER_CONNECTE
 Callbacks run on p4p's process-wide worker queues (one queue per subscription, so in
 order); those few daemon threads belong to p4p and outlive a closed context.
 Status names: see pva_convert.alarm_of.
+
+Silent subscriptions (p4p 4.3, p4p/client/thread.py): ``Context.monitor`` builds a
+``Subscription`` whose handle ``_S`` is assigned only after the raw monitor call returns.
+The raw monitor calls ``Subscription._event`` from a PVXS thread when its queue becomes
+non-empty; if that happens before ``_S`` is set (a fast server, a busy interpreter), the
+``assert`` in ``_event`` fails, p4p logs "Lost Subscription update for <pv>" and nobody
+pops the queue. PVXS signals again only after a pop has found the queue empty, so that
+subscription stays silent for good. Two defences: ``_rearm`` schedules one drain of the
+queue once the handle is set (the lost wakeup's work is done then), and a
+``SilenceWatchdog`` re-creates any subscription that still delivers no value (see
+pva_watchdog for the back-off on absent PVs).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 
 from forwarder.sources.base import ConnectionCallback, UpdateCallback
 from forwarder.sources.delivery import Delivery
 from forwarder.sources.pva_convert import update_from_pva
+from forwarder.sources.pva_watchdog import FIRST_S, MAX_S, SilenceWatchdog
 from forwarder.update import ConnectionStatus
 
 log = logging.getLogger(__name__)
@@ -25,60 +38,128 @@ REQUEST = "field(value,alarm,timeStamp)"
 
 
 class PvaSource:
-    """A monitor of one stream on one PVA PV."""
+    """A monitor of one stream on one PVA PV.
+
+    Events of a subscription carry its generation; a re-subscription starts a new one under
+    the lock, so a replaced subscription's late events are dropped, never delivered twice.
+    """
 
     def __init__(self, factory: PvaSourceFactory, delivery: Delivery):
         self._factory = factory
         self._delivery = delivery
+        # Re-entrant: a pipeline callback (run under it) may stop its own source.
+        self._lock = threading.RLock()
         self._subscription = None
+        self._generation = 0
         self._connected = False
+        self._has_value = False
+        self._stopped = False
 
     def start(self) -> None:
-        self._subscription = self._factory._monitor(self._delivery, self._on_event)
+        self._factory._watchdog.watch(self, PvaSource._resubscribe_if_silent)
+        self._subscribe()
 
     def stop(self) -> None:
-        self._delivery.close()
+        with self._lock:
+            self._stopped = True
+            self._generation += 1
+            subscription, self._subscription = self._subscription, None
+            self._delivery.close()
+        self._factory._watchdog.settle(self)
         self._factory._forget(self._delivery)
-        subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.close()
 
-    def _on_event(self, value) -> None:
+    def _subscribe(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._generation += 1
+            generation = self._generation
+        subscription = self._factory._monitor(self._delivery, partial(self._on_event, generation))
+        with self._lock:
+            if generation == self._generation:
+                self._subscription, subscription = subscription, None
+        if subscription is not None:  # stopped or replaced while subscribing
+            subscription.close()
+
+    def _resubscribe_if_silent(self) -> bool:
+        """Watchdog thread: re-creates a subscription that has delivered no value yet."""
+        with self._lock:
+            if self._stopped or self._has_value:
+                return False
+            self._generation += 1  # from here on the old subscription is not heard
+            old, self._subscription = self._subscription, None
+        log.warning(
+            "PVA subscription to %s delivered no value; re-subscribing", self._delivery.channel
+        )
+        self._factory._count_resubscription()
+        if old is not None:
+            old.close()
+        self._subscribe()
+        return True
+
+    def _on_event(self, generation: int, value) -> None:
         """p4p worker thread: a Value, or Disconnected / RemoteError / Cancelled."""
         from p4p.client.thread import Cancelled, Disconnected
 
         try:
-            if isinstance(value, Disconnected):
-                if self._connected:
-                    self._connected = False
-                    self._delivery.deliver_connection(ConnectionStatus.DISCONNECTED)
-                return
-            if isinstance(value, Cancelled):
-                return
-            if isinstance(value, Exception):
-                log.error("PVA monitor of %s failed: %s", self._delivery.channel, value)
-                return
-            if not self._connected:
-                self._connected = True
-                self._delivery.deliver_connection(ConnectionStatus.CONNECTED)
-            try:
-                update = update_from_pva(self._delivery.channel, value)
-            except Exception as error:
-                self._delivery.conversion_failed(error)
-                return
-            self._delivery.deliver_update(update)
+            with self._lock:
+                if generation != self._generation:
+                    return  # a closed or replaced subscription
+                if isinstance(value, Disconnected):
+                    if self._connected:
+                        self._connected = False
+                        self._delivery.deliver_connection(ConnectionStatus.DISCONNECTED)
+                    return
+                if isinstance(value, Cancelled):
+                    return
+                if isinstance(value, Exception):
+                    self._settle()  # the server answered: re-subscribing would not help
+                    log.error("PVA monitor of %s failed: %s", self._delivery.channel, value)
+                    return
+                self._settle()
+                if not self._connected:
+                    self._connected = True
+                    self._delivery.deliver_connection(ConnectionStatus.CONNECTED)
+                try:
+                    update = update_from_pva(self._delivery.channel, value)
+                except Exception as error:
+                    self._delivery.conversion_failed(error)
+                    return
+                self._delivery.deliver_update(update)
         except Exception:
             log.exception("PVA callback failed for %s", self._delivery.channel)
+
+    def _settle(self) -> None:
+        if not self._has_value:
+            self._has_value = True
+            self._factory._watchdog.settle(self)
+
+
+def _rearm(subscription) -> None:
+    """Drains the queue of a fresh p4p Subscription once, now that its handle is set.
+
+    Recovers a first wakeup lost to the race described in the module docstring. Safe when
+    nothing was lost: the drain runs on the subscription's own single-worker queue, in
+    order with p4p's own drains, and an empty pop is a no-op that re-arms PVXS's wakeup.
+    """
+    try:
+        subscription._Q.push(subscription._handle)
+    except AttributeError:  # another p4p version: the watchdog still covers the race
+        log.debug("cannot re-arm p4p subscription %r", subscription)
 
 
 class PvaSourceFactory:
     """Makes PVA sources; creates the p4p context on first use and closes it on close."""
 
-    def __init__(self):
+    def __init__(self, metrics=None, silence_s: float = FIRST_S, max_silence_s: float = MAX_S):
         self._lock = threading.Lock()
         self._context = None
         self._closed = False
         self._live: set[Delivery] = set()
+        self._metrics = metrics
+        self._watchdog = SilenceWatchdog(silence_s, max_silence_s)
 
     def create(
         self, channel: str, on_update: UpdateCallback, on_connection: ConnectionCallback
@@ -96,7 +177,15 @@ class PvaSourceFactory:
                 self._context = Context("pva", nt=False)
             context = self._context
             self._live.add(delivery)
-        return context.monitor(delivery.channel, callback, request=REQUEST, notify_disconnect=True)
+        subscription = context.monitor(
+            delivery.channel, callback, request=REQUEST, notify_disconnect=True
+        )
+        _rearm(subscription)
+        return subscription
+
+    def _count_resubscription(self) -> None:
+        if self._metrics is not None:
+            self._metrics.inc("pva_resubscriptions")
 
     def _forget(self, delivery: Delivery) -> None:
         with self._lock:
@@ -104,6 +193,7 @@ class PvaSourceFactory:
 
     def close(self) -> None:
         """Silences every source still running, then closes the context."""
+        self._watchdog.close()
         with self._lock:
             context, self._context = self._context, None
             live, self._live = list(self._live), set()

@@ -2,6 +2,12 @@
 
 Sent every ``interval_s`` and right after each accepted command, so tools (and the tests)
 can see a configuration change take effect without waiting for the next period.
+
+A status that would not fit in one Kafka message (tens of thousands of streams exceed the
+broker's default 1 MB) is split into several x5f2 messages, each a valid status with part of
+the ``streams`` list and ``"part": {"index": i, "count": n, "cycle": c}``; the union of the
+parts of one cycle is the whole list. A status that fits is one message without ``part``,
+exactly as before.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from forwarder.config.streams import StreamSpec
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 4.0
+# Well under the broker's default message.max.bytes (1 MB).
+MAX_STATUS_JSON_BYTES = 512 * 1024
 
 
 class MessageSink(Protocol):
@@ -31,14 +39,13 @@ class MessageSink(Protocol):
 StreamState = Callable[[StreamSpec], Mapping[str, object]]
 
 
-def status_json(specs: Sequence[StreamSpec], stream_state: StreamState | None = None) -> str:
-    """The status_json field: every configured stream, in a stable order.
-
-    Each entry has the ESS keys first; ``stream_state`` adds what this forwarder knows of the
-    stream (connection, last update, forwarded, dropped, error) as extra keys, so consumers
-    that read only the ESS keys keep working.
-    """
-    streams = []
+def _stream_entries(
+    specs: Sequence[StreamSpec], stream_state: StreamState | None = None
+) -> list[dict]:
+    """Every configured stream, in a stable order: the ESS keys first, then what this
+    forwarder knows of the stream (connection, last update, forwarded, dropped, error) as
+    extra keys, so consumers that read only the ESS keys keep working."""
+    entries = []
     for s in sorted(specs, key=lambda s: s.key):
         entry = {
             "channel_name": s.channel,
@@ -48,8 +55,37 @@ def status_json(specs: Sequence[StreamSpec], stream_state: StreamState | None = 
         }
         if stream_state is not None:
             entry.update(stream_state(s))
-        streams.append(entry)
-    return json.dumps({"streams": streams})
+        entries.append(entry)
+    return entries
+
+
+def status_json(specs: Sequence[StreamSpec], stream_state: StreamState | None = None) -> str:
+    """The status_json field as one string, however large."""
+    return json.dumps({"streams": _stream_entries(specs, stream_state)})
+
+
+def status_json_parts(
+    entries: Sequence[dict], cycle: int, max_bytes: int = MAX_STATUS_JSON_BYTES
+) -> list[str]:
+    """status_json of one status: one string if it fits in ``max_bytes``, else parts."""
+    encoded = [json.dumps(entry) for entry in entries]
+    if sum(len(e) + 2 for e in encoded) + 16 <= max_bytes:
+        return ['{"streams": [' + ", ".join(encoded) + "]}"]
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for entry in encoded:
+        if chunks[-1] and size + len(entry) + 2 > max_bytes - 128:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(entry)
+        size += len(entry) + 2
+    count = len(chunks)
+    return [
+        '{"streams": ['
+        + ", ".join(chunk)
+        + f'], "part": {{"index": {i}, "count": {count}, "cycle": {cycle}}}}}'
+        for i, chunk in enumerate(chunks, start=1)
+    ]
 
 
 class StatusReporter:
@@ -78,8 +114,19 @@ class StatusReporter:
         self._process_id = process_id if process_id is not None else os.getpid()
         self._next_due: float | None = None
         self._stream_state = stream_state
+        self._cycle = 0
 
     def message(self, specs: Sequence[StreamSpec]) -> bytes:
+        """The status as one message (however large)."""
+        return self._x5f2(status_json(specs, self._stream_state))
+
+    def messages(self, specs: Sequence[StreamSpec]) -> list[bytes]:
+        """The status as messages that each fit the broker's default limit."""
+        self._cycle += 1
+        entries = _stream_entries(specs, self._stream_state)
+        return [self._x5f2(part) for part in status_json_parts(entries, self._cycle)]
+
+    def _x5f2(self, json_text: str) -> bytes:
         return serialise_x5f2(
             "forwarder",
             forwarder.__version__,
@@ -87,16 +134,24 @@ class StatusReporter:
             self._host_name,
             self._process_id,
             int(self._interval_s * 1000),
-            status_json(specs, self._stream_state),
+            json_text,
         )
 
     def send(self, specs: Sequence[StreamSpec] | None = None) -> None:
         """Send now (with ``specs`` if given, else the current ones) and restart the period."""
         if specs is None:
             specs = self._current_specs()
-        self._sink.produce(self._topic, None, self.message(specs), int(time.time() * 1000))
+        now_ms = int(time.time() * 1000)
+        messages = self.messages(specs)
+        for message in messages:
+            self._sink.produce(self._topic, None, message, now_ms)
         self._next_due = self._clock() + self._interval_s
-        log.debug("Sent status with %d streams to %s", len(specs), self._topic)
+        log.debug(
+            "Sent status with %d streams to %s in %d message(s)",
+            len(specs),
+            self._topic,
+            len(messages),
+        )
 
     def __call__(self, specs: list[StreamSpec]) -> None:
         self.send(specs)

@@ -21,6 +21,7 @@ from helpers.rig.api import SASL_USERS, EpicsNetwork, ForwarderSpec
 from helpers.rig.docker_compose import COMPOSE_DIR, ComposeProject, escape
 from helpers.rig.docker_images import IOC_IMAGE, KAFKA_IMAGE, ensure_images, forwarder_image
 from helpers.rig.forwarder_args import forwarder_args
+from helpers.rig.forwarder_build import ForwarderBuild
 from helpers.rig.local_ioc import START_TIMEOUT, LocalIoc, LocalTableServer
 from helpers.rig.local_kafka import (
     JVM_OPTS,
@@ -336,7 +337,9 @@ class DockerRig(RigBase):
 
     name = "docker"
 
-    def __init__(self, *, forwarder_build: Path | None, kafka_bootstrap: str | None = None):
+    def __init__(
+        self, *, forwarder_build: Path | ForwarderBuild | None, kafka_bootstrap: str | None = None
+    ):
         super().__init__(forwarder_build=forwarder_build, kafka_bootstrap=kafka_bootstrap)
         self._forwarder_image: str | None = None
 

@@ -332,11 +332,23 @@ class LocalKafka:
     def stop(self) -> None:
         """Orderly stop (SIGTERM, then SIGKILL after 30 s); data and ports are kept."""
         if self._process is not None:
+            self._process.signal(signal.SIGCONT)  # a paused JVM cannot handle SIGTERM
             self._process.stop()
 
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def pause(self) -> None:
+        """Freeze the JVM (SIGSTOP): connections stay open but nothing is answered, so
+        clients queue instead of failing over; ``resume`` carries on where it stopped."""
+        if not self.is_running():
+            raise RuntimeError(f"{self.name} is not running")
+        self._process.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            self._process.signal(signal.SIGCONT)
 
     def close(self) -> None:
         """Final stop: the JVM is stopped and the data dir removed."""

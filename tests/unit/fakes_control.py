@@ -45,9 +45,11 @@ class FakeSink:
 
     def __init__(self):
         self.messages: list[tuple[str, bytes | None, bytes, int]] = []
+        self.headers: list[list | None] = []
 
-    def produce(self, topic, key, value, timestamp_ms, stream=None):
+    def produce(self, topic, key, value, timestamp_ms, stream=None, headers=None):
         self.messages.append((topic, key, value, timestamp_ms))
+        self.headers.append(headers)
 
     def values(self, topic=None):
         return [m[2] for m in self.messages if topic is None or m[0] == topic]

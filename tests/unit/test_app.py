@@ -15,7 +15,7 @@ from streaming_data_types.status_x5f2 import deserialise_x5f2
 from forwarder import app as app_module
 from forwarder.app import ExitWatchdog, Forwarder, Parts, StopRequest, run
 from forwarder.cli import parse_settings
-from forwarder.config.storage import StoredMessage, serialise_config
+from forwarder.config.storage import StorageUnavailable, StoredMessage, serialise_config
 from forwarder.config.streams import StreamSpec
 from helpers.polling import wait_until
 
@@ -251,6 +251,54 @@ def test_restores_from_storage_before_the_first_status():
     assert statuses(parts)[0]["streams"][0]["channel_name"] == "SIM:A"
 
 
+def test_an_unreachable_storage_topic_is_retried_and_nothing_runs_until_restored(
+    monkeypatch, caplog
+):
+    """Starting empty while the broker is away would let the next command overwrite the
+    stored configuration; so restore retries, logging at most one line per interval."""
+    monkeypatch.setattr(app_module, "RESTORE_FIRST_RETRY_S", 0.0)
+    monkeypatch.setattr(app_module, "RESTORE_MAX_RETRY_S", 0.0)
+
+    class FlakyReader:
+        attempts = 0
+
+        def partitions(self, timeout):
+            FlakyReader.attempts += 1
+            if FlakyReader.attempts <= 3:
+                raise StorageUnavailable("broker down")
+            return {0: (0, 1)}
+
+        def read(self, partition, start, end, deadline):
+            return [StoredMessage(0, serialise_config([SPEC]), 1)]
+
+        def close(self):
+            pass
+
+    parts, _journal = make_parts(storage_reader=FlakyReader(), with_storage=True)
+    fwd = Forwarder(settings("--storage-topic", "b:9092/store"), parts)
+    assert fwd.restore()
+    assert FlakyReader.attempts == 4
+    assert parts.manager.specs() == [SPEC]
+    assert caplog.text.count("Cannot restore the configuration") == 1  # one per 10 s
+    (stored,) = parts.storage_sink.values("store")
+    assert [s.channel for s in deserialise_fc00(stored).streams] == ["SIM:A"]
+
+
+def test_a_stop_while_restoring_ends_the_run_without_touching_storage():
+    class DownReader:
+        def partitions(self, timeout):
+            raise StorageUnavailable("broker down")
+
+        def close(self):
+            pass
+
+    parts, _journal = make_parts(storage_reader=DownReader(), with_storage=True)
+    fwd = Forwarder(settings("--storage-topic", "b:9092/store"), parts)
+    fwd.stop.set()
+    fwd.run()
+    assert parts.storage_sink.values("store") == []
+
+
 def test_failure_to_build_parts_exits_1(monkeypatch, caplog):
     def broken(_settings, _on_auth_failure):
         raise RuntimeError("no broker library")
@@ -302,7 +350,7 @@ def test_build_parts_wiring_with_stubbed_libraries(monkeypatch, extra):
     monkeypatch.setattr(producer_mod, "Producer", Producer)
     monkeypatch.setattr(manager_mod, "StreamManager", Manager)
     monkeypatch.setattr(metrics_mod, "Metrics", lambda: object())
-    monkeypatch.setattr(sources_mod, "make_source_factories", lambda ms: {"FAKE": ms})
+    monkeypatch.setattr(sources_mod, "make_source_factories", lambda ms, metrics=None: {"FAKE": ms})
     monkeypatch.setattr(consumer_mod, "ConfigConsumer", lambda cfg, topic, **kw: ("config", topic))
     monkeypatch.setattr(
         consumer_mod, "KafkaTopicReader", lambda cfg, topic, **kw: ("reader", topic)

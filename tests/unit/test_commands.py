@@ -37,7 +37,7 @@ def test_removeall_and_replace():
     assert parse_command(fc00(UpdateType.REPLACE, A)) == Command(
         CommandKind.REPLACE, specs=(SPEC_A,)
     )
-    assert parse_command(fc00(UpdateType.REPLACE)) == Command(CommandKind.REPLACE)
+
 
 
 def test_remove_gives_patterns_of_the_given_fields():
@@ -71,6 +71,43 @@ def test_invalid_streams_are_skipped_by_name_and_valid_ones_kept(stream, reason,
 def test_add_with_only_invalid_streams_is_ignored(caplog):
     assert parse_command(fc00(UpdateType.ADD, ("", "f144", "d", Protocol.CA, 0))) is None
     assert "no valid streams" in caplog.text
+
+
+def test_replace_with_only_invalid_streams_is_ignored(caplog):
+    typo = ("SIM:A", "f14", "data", Protocol.CA, 0)
+    with caplog.at_level(logging.WARNING):
+        assert parse_command(fc00(UpdateType.REPLACE, typo)) is None
+    assert "Ignoring REPLACE" in caplog.text and "no valid streams" in caplog.text
+    assert "schema 'f14'" in caplog.text
+
+
+def test_empty_replace_is_ignored_because_removeall_is_the_way_to_clear(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert parse_command(fc00(UpdateType.REPLACE)) is None
+    assert "Ignoring REPLACE" in caplog.text
+
+
+ILLEGAL_TOPICS = ["bad topic!", ".", "..", "a/b", "x" * 250, "tab\there", "ümlaut", "new\n"]
+LEGAL_TOPICS = ["a", "A.b_c-9", "..a", "x" * 249]
+
+
+@pytest.mark.parametrize("topic", ILLEGAL_TOPICS)
+def test_illegal_topic_is_skipped_by_name_and_valid_streams_kept(topic, caplog):
+    with caplog.at_level(logging.WARNING):
+        command = parse_command(fc00(UpdateType.ADD, A, ("SIM:C", "f144", topic, Protocol.CA, 0)))
+    assert command.specs == (SPEC_A,)
+    assert f"topic={topic!r}" in caplog.text and "not a legal Kafka topic name" in caplog.text
+
+
+@pytest.mark.parametrize("topic", LEGAL_TOPICS)
+def test_legal_topic_names_are_accepted(topic):
+    command = parse_command(fc00(UpdateType.ADD, ("SIM:C", "f144", topic, Protocol.CA, 0)))
+    assert command.specs == (StreamSpec("SIM:C", "f144", topic, "CA"),)
+
+
+def test_replace_with_only_illegal_topics_is_ignored():
+    stream = ("SIM:C", "f144", "a/b", Protocol.CA, 0)
+    assert parse_command(fc00(UpdateType.REPLACE, stream)) is None
 
 
 @pytest.mark.parametrize(
@@ -153,6 +190,15 @@ class TestController:
         controller = ConfigController(streams, [seen.append])
         assert not controller.handle_message(b"junk junk junk")
         assert controller.specs() == [SPEC_A] and seen == []
+
+    def test_rejected_replace_keeps_every_stream_and_notifies_nobody(self):
+        streams = FakeStreams([SPEC_A, SPEC_B])
+        seen = []
+        controller = ConfigController(streams, [seen.append])
+        typo = ("SIM:C", "f144x", "data", Protocol.CA, 0)
+        assert not controller.handle_message(fc00(UpdateType.REPLACE, typo))
+        assert not controller.handle_message(fc00(UpdateType.REPLACE))
+        assert set(controller.specs()) == {SPEC_A, SPEC_B} and seen == []
 
     def test_removeall(self):
         streams = FakeStreams([SPEC_A, SPEC_B])

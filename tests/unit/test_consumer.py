@@ -1,14 +1,20 @@
 from types import SimpleNamespace
 
 import confluent_kafka
+import pytest
 from confluent_kafka import KafkaError
 
-from forwarder.kafka.consumer import ConfigConsumer, KafkaErrorLogger, KafkaTopicReader
+from forwarder.config.storage import StorageUnavailable
+from forwarder.kafka.client_log import KafkaErrorLogger
+from forwarder.kafka.consumer import ConfigConsumer, KafkaTopicReader
 
 
 class FakeMessage:
-    def __init__(self, offset, value, error=None):
-        self._offset, self._value, self._error = offset, value, error
+    def __init__(self, offset, value, error=None, headers=None):
+        self._offset, self._value, self._error, self._headers = offset, value, error, headers
+
+    def headers(self):
+        return self._headers
 
     def offset(self):
         return self._offset
@@ -43,6 +49,16 @@ class FakeConfluentConsumer:
             return SimpleNamespace(topics={topic: SimpleNamespace(error=err, partitions={})})
         parts = {p: object() for p in self.data}
         return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions=parts)})
+
+    def offsets_for_times(self, tps, timeout):
+        """Record timestamps are 5000 + offset (see FakeMessage)."""
+        out = []
+        for tp in tps:
+            n = len(self.data[tp.partition])
+            first = max(0, tp.offset - 5000)
+            offset = first if first < n else -1
+            out.append(SimpleNamespace(partition=tp.partition, offset=offset, error=None))
+        return out
 
     def get_watermark_offsets(self, tp, timeout, cached):
         assert cached is False
@@ -80,15 +96,28 @@ def make(cls, data, **kwargs):
     return obj, made[0]
 
 
-def test_config_consumer_is_assigned_at_the_end_offsets_and_reads_only_new_messages():
-    consumer, fake = make(ConfigConsumer, {0: [b"old1", b"old2"], 1: [b"old3"]})
+def test_config_consumer_reads_only_commands_written_since_it_started():
+    # Timestamps are 5000 + offset: offsets 0-1 of partition 0 predate the start at 5002.
+    data = {0: [b"old1", b"old2", b"since-start"], 1: [b"old3"]}
+    consumer, fake = make(ConfigConsumer, data, started_ms=5002)
     assert fake.config["group.id"].startswith("forwarder-")
     assert fake.config["enable.auto.commit"] is False
     assert consumer.try_assign()
     assert fake.assignment == [(0, 2), (1, 1)]
-    assert consumer.poll(0.1) == []
+    assert consumer.poll(0.1) == [b"since-start"]
     fake.data[0].append(b"new")
     assert consumer.poll(0.1) == [b"new"]
+
+
+def test_config_consumer_reads_a_topic_created_after_it_started_from_the_beginning():
+    clock = SimpleNamespace(now=0.0)
+    # started_ms far in the future: by time alone it would skip every message
+    consumer, fake = make(ConfigConsumer, None, clock=lambda: clock.now, started_ms=10**12)
+    assert not consumer.try_assign()
+    fake.data = {0: [b"first-add", b"second"]}
+    clock.now = 1.0
+    assert consumer.try_assign()
+    assert consumer.poll(0.1) == [b"first-add", b"second"]
 
 
 def test_config_consumer_retries_until_the_topic_exists(caplog):
@@ -121,9 +150,24 @@ def test_topic_reader_missing_topic():
     assert reader.partitions(1) is None
 
 
+def test_topic_reader_unreachable_broker_is_not_a_missing_topic():
+    reader, fake = make(KafkaTopicReader, {0: [b"a"]})
+    fake.fail_metadata = True
+    with pytest.raises(StorageUnavailable):
+        reader.partitions(1)
+
+
+def test_topic_reader_read_that_cannot_finish_raises():
+    reader, _fake = make(KafkaTopicReader, {0: [b"a"]})
+    with pytest.raises(StorageUnavailable):
+        reader.read(0, 0, 5, deadline=0.0)
+
+
 def test_error_logger_logs_auth_failures_at_error_once_per_period(caplog):
     clock = SimpleNamespace(now=0.0)
-    logger = KafkaErrorLogger("config-topic", repeat_s=30, clock=lambda: clock.now)
+    logger = KafkaErrorLogger(
+        "config-topic", repeat_s=30, clock=lambda: clock.now, schedule=lambda *_: None
+    )
     error = KafkaError(KafkaError._AUTHENTICATION, "SASL authentication error: bad password")
     logger(error)
     logger(error)

@@ -9,7 +9,7 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 
 from forwarder.kafka.buffer_budget import PER_MESSAGE_OVERHEAD
-from forwarder.kafka.producer import PERFORMANCE_DEFAULTS, Producer, RateLimitedLog
+from forwarder.kafka.producer import PERFORMANCE_DEFAULTS, Producer
 from forwarder.kafka.stream_counts import StreamCounts
 from forwarder.metrics import Metrics
 from helpers.polling import wait_until
@@ -350,14 +350,3 @@ def test_real_librdkafka_accepts_the_defaults():
 
     ConfluentProducer(producer_config({"bootstrap.servers": "127.0.0.1:1"})).flush(0)
 
-
-def test_rate_limited_log_summarises_suppressed_messages(caplog):
-    now = [0.0]
-    limited = RateLimitedLog(logging.getLogger("ratelimit"), interval_s=10, clock=lambda: now[0])
-    with caplog.at_level(logging.ERROR):
-        for _ in range(4):
-            limited.error("failed")
-        now[0] = 11
-        limited.error("failed")
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["failed", "failed (3 similar messages suppressed)"]

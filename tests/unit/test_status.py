@@ -4,7 +4,7 @@ from streaming_data_types.status_x5f2 import deserialise_x5f2
 
 import forwarder
 from forwarder.config.streams import StreamSpec
-from forwarder.status.reporter import StatusReporter, status_json
+from forwarder.status.reporter import StatusReporter, status_json, status_json_parts
 
 from .fakes_control import FakeSink
 
@@ -91,3 +91,36 @@ def test_change_sends_at_once_with_the_new_config_and_restarts_the_period():
     assert [s["channel_name"] for s in streams] == ["SIM:B"]
     clock.now += 3
     assert not r.tick()
+
+
+def _entries(n):
+    return [
+        {"channel_name": f"PV:{i:058d}", "protocol": "CA", "output_topic": "t", "schema": "f144"}
+        for i in range(n)
+    ]
+
+
+def test_a_status_that_fits_is_one_message_without_parts():
+    (text,) = status_json_parts(_entries(3), cycle=1)
+    assert json.loads(text) == {"streams": _entries(3)}
+
+
+def test_a_large_status_is_split_into_parts_whose_union_is_every_stream():
+    parts = [json.loads(p) for p in status_json_parts(_entries(3000), cycle=7, max_bytes=50_000)]
+    assert len(parts) > 1
+    assert [p["part"] for p in parts] == [
+        {"index": i, "count": len(parts), "cycle": 7} for i in range(1, len(parts) + 1)
+    ]
+    assert [e for p in parts for e in p["streams"]] == _entries(3000)
+    assert all(len(t) <= 50_000 for t in status_json_parts(_entries(3000), 7, 50_000))
+
+
+def test_reporter_sends_every_part_of_a_large_status():
+    sink = FakeSink()
+    specs = [StreamSpec(f"PV:{i:058d}", "f144", "t", "CA", False) for i in range(20_000)]
+    reporter = StatusReporter(sink, "status", "svc", lambda: specs)
+    reporter.send()
+    statuses = [json.loads(deserialise_x5f2(v).status_json) for v in sink.values("status")]
+    assert len(statuses) > 1
+    assert sum(len(s["streams"]) for s in statuses) == 20_000
+    assert all(len(v) < 1_000_000 for v in sink.values("status"))
