@@ -25,6 +25,8 @@ class LocalRig(RigBase):
         if self._build is None:
             raise RuntimeError("no forwarder build was given to the local rig")
         return self._own(
-            host_forwarder(spec, build=self._build, kafka=self.kafka(), network=self.epics_network())
+            host_forwarder(
+                spec, build=self._build, kafka=self.kafka(), network=self.epics_network()
+            )
         )
 
