@@ -281,13 +281,21 @@ class ExitWatchdog:
         self._force_exit(1)
 
 
+def ess_graphite_prefix(service_id: str) -> str:
+    """The ESS forwarder's Graphite prefix: forwarder.<host, dots as _>.<service id>."""
+    import socket
+
+    host = socket.gethostname().replace(".", "_")
+    return f"forwarder.{host}.{service_id}".replace(" ", "").lower()
+
+
 def _start_metrics_export(settings: Settings, metrics: Any) -> None:
     try:
         if settings.grafana_carbon_address:
             metrics.start_graphite(
                 settings.grafana_carbon_address,
                 settings.statistics_update_interval_s,
-                settings.grafana_metric_prefix or "",
+                settings.grafana_metric_prefix or ess_graphite_prefix(settings.service_id),
             )
         if settings.prometheus_port is not None:
             metrics.start_prometheus(settings.prometheus_port)

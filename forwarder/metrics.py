@@ -161,6 +161,10 @@ class Metrics:
             self._http_server = None
 
 
+# Summaries the ESS forwarder sends under another name (as <name>.sum/.count/.average).
+ESS_GRAPHITE_SUMMARIES = {"latency_produce_to_delivery": "send_latency_seconds"}
+
+
 def graphite_lines(sender, snapshot: dict, previous: dict, now: float):
     """Plaintext lines for one push, and the summary state to diff the next push against."""
     lines = []
@@ -172,6 +176,12 @@ def graphite_lines(sender, snapshot: dict, previous: dict, now: float):
             mean = (value["sum"] - before["sum"]) / count if count else 0.0
             lines.append(sender.build_message(f"{name}.count", value["count"], now))
             lines.append(sender.build_message(f"{name}.mean", mean, now))
+            ess = ESS_GRAPHITE_SUMMARIES.get(name)
+            if ess is not None:
+                average = value["sum"] / value["count"] if value["count"] else 0.0
+                lines.append(sender.build_message(f"{ess}.sum", value["sum"], now))
+                lines.append(sender.build_message(f"{ess}.count", value["count"], now))
+                lines.append(sender.build_message(f"{ess}.average", average, now))
             current[name] = value
         else:
             lines.append(sender.build_message(name, value, now))

@@ -15,6 +15,9 @@ from helpers.rig.docker.compose import OWNER_LABEL, RUN_LABEL, SUITE_LABEL, owne
 from helpers.rig.docker.engine import engine_answers
 from helpers.rig.paths import REPO_ROOT
 
+pytestmark = pytest.mark.rig
+
+
 BASE_IMAGE = "forwarder-rig/debian-base:bookworm"
 DEAD_OWNER = "999999999-1"  # no such pid: the owner of a crashed run
 

@@ -18,6 +18,9 @@ from helpers.polling import wait_until
 from helpers.pvs import BY_SUFFIX, EMPTY_TABLE, TABLE, TABLE_INITIAL_VALUES, TEST_PVS, TestPv
 from helpers.rig.ports import allocate_epics_network
 
+pytestmark = pytest.mark.rig
+
+
 PREFIX = f"RIG{os.getpid()}:"
 TIMEOUT = 15.0  # deadline for anything a test waits for
 RECONNECT_TIMEOUT = 40.0  # CA searches back off; a reconnect may take a while

@@ -19,6 +19,9 @@ from helpers.polling import wait_until
 from helpers.rig.api import SASL_USERS, BrokerNotSupported
 from helpers.rig.external_kafka import ExternalKafka
 
+pytestmark = pytest.mark.rig
+
+
 TIMEOUT = 30.0  # deadline for anything a test waits for
 MECHANISMS = sorted(SASL_USERS)
 

@@ -105,6 +105,15 @@ class KafkaBroker(Service, Protocol):
     # False for a broker the rig does not run (--kafka-bootstrap): start, stop and restart
     # raise BrokerNotSupported.
     restartable: bool
+    # False where the rig cannot freeze the broker; pause and resume then raise
+    # BrokerNotSupported.
+    pausable: bool
+
+    def pause(self) -> None:
+        """Freeze the broker: connections stay open but nothing is answered, so clients
+        queue instead of failing over; ``resume`` carries on where it stopped."""
+
+    def resume(self) -> None: ...
 
     @property
     def bootstrap(self) -> str:

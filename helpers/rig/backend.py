@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.rig.api import Rig
+from helpers.rig.forwarder_build import ForwarderBuild
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,16 @@ def choose_backend(requested: str) -> Choice:
         if not ok:
             raise RuntimeError(f"--backend docker was given, but {why}")
         return Choice("docker", "--backend docker was given")
+    # ``why`` is already a whole phrase ("Docker engine 27.1", "no Docker engine answers
+    # (...)"): wrapping it again made the banner repeat itself.
     if ok:
-        return Choice("docker", f"a Docker engine answers ({why})")
-    return Choice("local", f"no Docker engine answers ({why})")
+        return Choice("docker", f"{why} answers")
+    return Choice("local", why)
 
 
-def make_rig(choice: Choice, *, local_build: Path | None, kafka_bootstrap: str | None) -> Rig:
+def make_rig(
+    choice: Choice, *, local_build: Path | ForwarderBuild | None, kafka_bootstrap: str | None
+) -> Rig:
     """The rig for ``choice``. ``local_build`` None means: the containerised forwarder on the
     docker backend, and our own ./build (made here if needed) on the local one."""
     if choice.backend == "docker":

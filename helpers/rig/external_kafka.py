@@ -15,6 +15,7 @@ class ExternalKafka:
     and has no SASL listener the rig knows of (``sasl_bootstrap`` is None)."""
 
     restartable = False
+    pausable = False
 
     def __init__(self, bootstrap: str, name: str = "external-kafka"):
         self.name = name
@@ -56,6 +57,12 @@ class ExternalKafka:
 
     def stop(self) -> None:
         raise self._not_supported("stop")
+
+    def pause(self) -> None:
+        raise self._not_supported("pause")
+
+    def resume(self) -> None:
+        raise self._not_supported("resume")
 
     def restart(self) -> None:
         raise self._not_supported("restart")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from helpers.rig.api import EpicsNetwork, KafkaBroker
 from helpers.rig.external_kafka import ExternalKafka
+from helpers.rig.forwarder_build import ForwarderBuild
 from helpers.rig.ports import allocate_epics_network
 
 
@@ -15,7 +16,9 @@ class RigBase:
 
     name = "?"
 
-    def __init__(self, *, forwarder_build: Path | None, kafka_bootstrap: str | None = None):
+    def __init__(
+        self, *, forwarder_build: Path | ForwarderBuild | None, kafka_bootstrap: str | None = None
+    ):
         self._build = forwarder_build
         self._kafka_bootstrap = kafka_bootstrap
         self._kafka = None

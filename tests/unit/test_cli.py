@@ -65,6 +65,19 @@ def test_all_options():
 
 
 @pytest.mark.parametrize(
+    "given, used",
+    [
+        ("carbon", "carbon:2003"),  # an ESS ini: a bare host, graphyte's default port
+        ("carbon.example.org:2013", "carbon.example.org:2013"),
+        ("10.0.0.7", "10.0.0.7:2003"),
+    ],
+)
+def test_grafana_carbon_address_takes_a_bare_host_or_host_port(given, used):
+    s = parse_settings(REQUIRED + ["--grafana-carbon-address", given], env={})
+    assert s.grafana_carbon_address == used
+
+
+@pytest.mark.parametrize(
     "name, level",
     [
         ("Trace", TRACE),
@@ -122,7 +135,7 @@ def test_precedence_command_line_over_env_over_ini(tmp_path):
         (["--config-topic", "SASL_PLAINTEXT+PLAIN\\u@h:1/t"], "--config-topic-sasl-password"),
         (["--verbosity", "loud"], "--verbosity: unknown verbosity"),
         (["--fake-pv-period", "0"], "must be positive"),
-        (["--grafana-carbon-address", "carbon"], "host:port"),
+        (["--grafana-carbon-address", "carbon host"], "host or host:port"),
     ],
 )
 def test_bad_settings_give_one_line_and_exit_2(args, message, capsys, monkeypatch):

@@ -31,11 +31,13 @@ class DockerKafka:
     """The broker container; a stopped one keeps its data volume, ``close()`` removes it."""
 
     restartable = True
+    pausable = True
 
     def __init__(self, name: str | None = None, host: str = "127.0.0.1"):
         # Not plain "kafka": a local broker started beside it must not share its log file.
         self.name = name = name or f"kafka-docker-{next(_numbers)}"
         self.host = host
+        self._paused = False
         self.ports = KafkaPorts(*free_tcp_ports(3, host))
         self._conf = make_temp_dir(f"{name}-conf")
         (self._conf / "server.properties").write_text(
@@ -116,7 +118,20 @@ class DockerKafka:
             )
 
     def stop(self) -> None:
+        self.resume()  # a paused container cannot stop in order
         self._project.stop("kafka", timeout_s=30)
+
+    def pause(self) -> None:
+        """``docker compose pause`` (the cgroup freezer; see KafkaBroker.pause)."""
+        if not self.is_running():
+            raise RuntimeError(f"{self.name} is not running")
+        self._project.run("pause", "kafka")
+        self._paused = True
+
+    def resume(self) -> None:
+        if self._paused:
+            self._project.run("unpause", "kafka")
+            self._paused = False
 
     def restart(self) -> None:
         self.stop()

@@ -16,6 +16,7 @@ from helpers.rig.docker.epics_servers import DockerIoc, DockerTableServer
 from helpers.rig.docker.forwarder import DockerForwarder
 from helpers.rig.docker.images import ensure_images, forwarder_image
 from helpers.rig.docker.kafka import DockerKafka
+from helpers.rig.forwarder_build import ForwarderBuild
 from helpers.rig.local.forwarder import host_forwarder
 from helpers.rig.rig_base import RigBase
 
@@ -26,7 +27,9 @@ class DockerRig(RigBase):
 
     name = "docker"
 
-    def __init__(self, *, forwarder_build: Path | None, kafka_bootstrap: str | None = None):
+    def __init__(
+        self, *, forwarder_build: Path | ForwarderBuild | None, kafka_bootstrap: str | None = None
+    ):
         super().__init__(forwarder_build=forwarder_build, kafka_bootstrap=kafka_bootstrap)
         self._forwarder_image: str | None = None
 

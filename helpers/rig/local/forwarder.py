@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers.rig.api import EpicsNetwork, ForwarderSpec, KafkaBroker, RigTimeout
 from helpers.rig.forwarder_args import forwarder_args
-from helpers.rig.forwarder_build import launch_command
+from helpers.rig.forwarder_build import ForwarderBuild, launch_command
 from helpers.rig.paths import CONFIG_FILES, LOG_DIR, run_id
 from helpers.rig.processes import ManagedProcess, tail
 
@@ -25,7 +25,7 @@ class LocalForwarder:
         self,
         spec: ForwarderSpec,
         *,
-        build: Path,
+        build: Path | ForwarderBuild,
         bootstrap: str,
         sasl_bootstrap: str | None,
         network: EpicsNetwork,

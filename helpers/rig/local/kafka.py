@@ -65,6 +65,7 @@ class LocalKafka:
     """A Kafka broker JVM started and owned by the test process (implements KafkaBroker)."""
 
     restartable = True
+    pausable = True
 
     def __init__(self, name: str | None = None, bind_host: str = "127.0.0.1"):
         number = next(_instance_numbers)
@@ -197,7 +198,18 @@ class LocalKafka:
     def stop(self) -> None:
         """Orderly stop (SIGTERM, then SIGKILL after 30 s); data and ports are kept."""
         if self._process is not None:
+            self._process.signal(signal.SIGCONT)  # a paused JVM cannot handle SIGTERM
             self._process.stop()
+
+    def pause(self) -> None:
+        """SIGSTOP the JVM (see KafkaBroker.pause)."""
+        if not self.is_running():
+            raise RuntimeError(f"{self.name} is not running")
+        self._process.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            self._process.signal(signal.SIGCONT)
 
     def restart(self) -> None:
         self.stop()
