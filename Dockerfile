@@ -5,7 +5,7 @@
 # wheels on the host, then builds this with --build-arg BASE_IMAGE=forwarder-rig/debian-base:bookworm.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
-# Images carry org.forwarder-rig.image (what `docker_clean --images` removes), never the
+# Images carry org.forwarder-rig.image (what `helpers.rig.docker.clean --images` removes), never the
 # suite label: a container is the suite's only when the rig labels it at run time.
 LABEL org.forwarder-rig.image=1
 

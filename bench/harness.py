@@ -28,7 +28,7 @@ from helpers import kafka_helpers
 from helpers.forwarder_control import ForwarderControl, Stream
 from helpers.polling import wait_until
 from helpers.rig.api import EpicsNetwork, ForwarderSpec
-from helpers.rig.local_forwarder import LocalForwarder
+from helpers.rig.local.forwarder import LocalForwarder
 from helpers.rig.paths import REPO_ROOT
 from helpers.rig.processes import ManagedProcess
 

@@ -24,7 +24,7 @@ from bench.harness import Bench, Progress, short
 from bench.memory_guard import DEFAULT_CAP_MB
 from bench.scenarios import SCENARIOS
 from helpers.rig.forwarder_build import DEFAULT_BUILD, launch_command
-from helpers.rig.local_kafka import LocalKafka
+from helpers.rig.local.kafka import LocalKafka
 from helpers.rig.paths import LOG_DIR
 from helpers.rig.ports import allocate_epics_network
 

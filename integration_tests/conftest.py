@@ -323,7 +323,7 @@ def forwarder_factory(request, rig, kafka, epics_network, topics):
         config_topic: str | None = None,
         status_topic: str | None = None,
     ):
-        if sasl and not getattr(kafka, "sasl_bootstrap", None):
+        if sasl and not kafka.sasl_bootstrap:
             pytest.skip("this broker has no SASL listener (an external --kafka-bootstrap)")
         args = list(extra_args) + (["--skip-retrieval"] if skip_retrieval else [])
         spec = ForwarderSpec(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 
 import pytest
 
 from helpers.polling import wait_until
+from helpers.rig.api import RigTimeout
 from integration_tests.forwarder_fixtures import Stream, epics_write, ini_file
 
 TIMEOUT = 30.0
@@ -142,7 +142,7 @@ def test_forwarder_failing_to_authenticate_still_stops_promptly_on_sigterm(
         fwd.send_signal(signal.SIGTERM)
     try:
         fwd.wait_exit(timeout=15.0)
-    except subprocess.TimeoutExpired:
+    except RigTimeout:
         pytest.fail(
             f"forwarder with a wrong {mechanism} password ignored SIGTERM for 15 s:\n"
             + fwd.log_tail(15)

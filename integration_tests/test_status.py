@@ -39,11 +39,7 @@ def test_status_names_software_service_host_pid_and_interval(forwarder, control)
     status = record.status
     assert status.software_name.strip(), describe(status)
     assert status.software_version.strip(), describe(status)
-    expected_service_id = getattr(forwarder, "service_id", None)
-    if expected_service_id is not None:
-        assert status.service_id == expected_service_id, describe(status)
-    else:
-        assert status.service_id.strip(), describe(status)
+    assert status.service_id == forwarder.service_id, describe(status)
     assert status.update_interval == STATUS_INTERVAL_MS, f"update_interval {status.update_interval}"
     assert status.process_id > 0
     local = _same_host_pid(status.process_id, forwarder.pid)

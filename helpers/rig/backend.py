@@ -18,7 +18,7 @@ class Choice:
 def docker_engine_status() -> tuple[bool, str]:
     """Whether a Docker engine answers (and the docker backend is available), and why not."""
     try:
-        from helpers.rig.engine import engine_available
+        from helpers.rig.docker.engine import engine_available
     except ImportError as exc:
         return False, f"the docker backend is not installed ({exc})"
     return engine_available()
@@ -45,9 +45,9 @@ def make_rig(
     """The rig for ``choice``. ``local_build`` None means: the containerised forwarder on the
     docker backend, and our own ./build (made here if needed) on the local one."""
     if choice.backend == "docker":
-        from helpers.rig.docker_backend import DockerRig
+        from helpers.rig.docker.rig import DockerRig
 
         return DockerRig(forwarder_build=local_build, kafka_bootstrap=kafka_bootstrap)
-    from helpers.rig.local import LocalRig
+    from helpers.rig.local.rig import LocalRig
 
     return LocalRig(forwarder_build=local_build, kafka_bootstrap=kafka_bootstrap)
