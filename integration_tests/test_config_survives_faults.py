@@ -16,7 +16,7 @@ from streaming_data_types.forwarder_config_update_fc00 import deserialise_fc00
 
 from helpers.forwarder_control import fc00
 from helpers.polling import wait_until
-from integration_tests.forwarder_fixtures import Stream, epics_write, ini_file
+from integration_tests.forwarder_fixtures import Stream, epics_write, ini_file, stop_broker
 
 TIMEOUT = 30.0
 BROKER_DOWN_AT_START_S = 30.0  # the scenario: the broker comes back this long after
@@ -39,11 +39,6 @@ def _produce(kafka, topic: str, payloads, headers=None) -> None:
             producer.poll(0)
     assert producer.flush(TIMEOUT) == 0, f"could not write {len(payloads)} messages to {topic}"
 
-
-def _stop_broker(kafka) -> None:
-    if not kafka.restartable:  # an external --kafka-bootstrap broker cannot be stopped
-        pytest.skip(f"cannot stop this broker: {kafka.name} is not run by the rig")
-    kafka.stop()
 
 
 def _log_shows(fwd, pattern: str, timeout: float, what: str) -> None:
@@ -133,7 +128,7 @@ def test_a_forwarder_started_while_the_broker_is_down_restores_and_keeps_the_sto
     _produce(kafka, storage_topic, [fc00(UpdateType.ADD, stored)])  # as an earlier run left it
     config, status = topics.new("config"), topics.new("status")
 
-    _stop_broker(kafka)
+    stop_broker(kafka)
     try:
         fwd = forwarder_factory(
             ini_file("forwarder_storage.ini"),

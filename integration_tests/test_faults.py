@@ -12,7 +12,7 @@ from helpers.flatbuffers_helpers import describe
 from helpers.polling import wait_until
 from helpers.pvs import COUNTER_RUN, counter_breaks, counter_suffixes
 from helpers.rig.api import RigTimeout
-from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write
+from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write, stop_broker
 
 TIMEOUT = 30.0
 OUTAGE_S = 10.0
@@ -23,11 +23,6 @@ LOAD_COUNTERS = 20
 def _f144_values(reader, name) -> list[float]:
     return [float(m.value) for m in reader.messages("f144", name)]
 
-
-def _stop_broker(kafka) -> None:
-    if not kafka.restartable:  # an external --kafka-bootstrap broker cannot be stopped
-        pytest.skip(f"cannot stop this broker: {kafka.name} is not run by the rig")
-    kafka.stop()
 
 
 @pytest.mark.extension
@@ -43,7 +38,7 @@ def test_updates_made_while_the_broker_is_down_all_arrive_after_it_returns(
     reader.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
 
     values = [100.0 + i for i in range(OUTAGE_PUTS)]
-    _stop_broker(kafka)
+    stop_broker(kafka)
     try:
         # The outage is the scenario: OUTAGE_S seconds of broker down time with the PV
         # changing all along, paced evenly over the outage.

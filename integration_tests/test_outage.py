@@ -13,7 +13,7 @@ import pytest
 
 from helpers.polling import wait_until
 from helpers.pvs import counter_suffixes
-from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write
+from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write, stop_broker
 
 COUNTERS = 100  # x 10 Hz = 1000 updates/s
 TIMEOUT = 60.0
@@ -22,14 +22,6 @@ SHORT_OUTAGE_S = 15.0  # 1000 updates/s for 15 s is ~5x a 1 MB budget
 LATEST_AFTER_RETURN_S = 5.0
 STATUS_TIMEOUT_S = 10.0
 
-
-def _stop_broker(kafka) -> None:
-    try:
-        kafka.stop()
-    except Exception as error:  # an external --kafka-bootstrap broker cannot be stopped
-        if type(error).__name__ == "BrokerNotSupported":
-            pytest.skip(f"cannot stop this broker: {error}")
-        raise
 
 
 def _forward_counters(ioc, control, outputs, topics, count: int):
@@ -85,7 +77,7 @@ def _ride_out_outage(kafka, forwarder, seconds: float) -> list[float]:
     """Keep the broker down for ``seconds`` (the scenario's length, not a synchronisation);
     return the forwarder's RSS (MB) sampled every second."""
     rss: list[float] = []
-    _stop_broker(kafka)
+    stop_broker(kafka)
     try:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -135,7 +127,7 @@ def test_an_outage_beyond_a_small_budget_drops_only_what_status_reports_and_keep
     forwarder = forwarder_factory(extra_args=["--producer-buffer-mb", "1"])
     control = control_factory(forwarder)
     names, reader = _forward_counters(ioc, control, outputs, topics, COUNTERS)
-    _stop_broker(kafka)
+    stop_broker(kafka)
     try:
         end = time.monotonic() + SHORT_OUTAGE_S  # the outage is the scenario
         while time.monotonic() < end:
