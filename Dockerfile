@@ -5,7 +5,7 @@
 # wheels on the host, then builds this with --build-arg BASE_IMAGE=forwarder-rig/debian-base:bookworm.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
-# Images carry org.forwarder-rig.image (what `docker_clean --images` removes), never the
+# Images carry org.forwarder-rig.image (what `helpers.rig.docker.clean --images` removes), never the
 # suite label: a container is the suite's only when the rig labels it at run time.
 LABEL org.forwarder-rig.image=1
 
@@ -14,15 +14,16 @@ ENV PATH=/opt/forwarder/bin:$PATH PYTHONUNBUFFERED=1
 
 # Dependencies first, so a change of the forwarder's code reuses this layer. The wildcard
 # copies docker/wheels/forwarder/ when build_wheels.py made it (then pip stays offline);
-# without it the pins are read from pyproject.toml and fetched from PyPI. setuptools>=70.1
-# (its own bdist_wheel) lets the forwarder install from source below without a download.
+# without it build_wheels.py names the same set (the pins of pyproject.toml, and a
+# setuptools>=70.1 whose own bdist_wheel lets the forwarder install from source below
+# without a download) and pip fetches it from PyPI.
 COPY pyproject.toml /src/pyproject.toml
+COPY docker/build_wheels.py /src/docker/build_wheels.py
 COPY docker/wheels/.gitignore docker/wheels/forwarde[r] /wheels/
 RUN if [ -f /wheels/requirements.txt ]; then \
         pip install --no-cache-dir --no-index --find-links /wheels -r /wheels/requirements.txt; \
     else \
-        python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
-        && echo setuptools==84.2.1 >> /tmp/requirements.txt \
+        python3 /src/docker/build_wheels.py --print forwarder > /tmp/requirements.txt \
         && pip install --no-cache-dir -r /tmp/requirements.txt; \
     fi \
     && rm -rf /wheels

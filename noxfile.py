@@ -15,6 +15,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import nox
 
 # Use the interpreter nox runs on; never download one.
@@ -23,13 +26,20 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests"]
 
-RIG_REQUIREMENTS = ("-r", "requirements-dev.txt")
-# Unit tests (fakes), and the EPICS sources against small real servers of their own.
-UNIT_TESTS = ("tests/unit", "tests/sources")
+# Every pin but the forwarder's runtime ones (pyproject.toml); it installs the forwarder too.
+DEV_REQUIREMENTS = Path(__file__).with_name("requirements-dev.txt")
+
+
+def _dev_pin(package: str) -> str:
+    """``package==version`` as requirements-dev.txt pins it, for a session needing only it."""
+    for line in DEV_REQUIREMENTS.read_text().splitlines():
+        if re.match(rf"{re.escape(package)}==", line.strip(), re.IGNORECASE):
+            return line.strip()
+    raise LookupError(f"{DEV_REQUIREMENTS.name} does not pin {package}")
 
 
 def _install_rig(session: nox.Session) -> None:
-    session.install("--disable-pip-version-check", *RIG_REQUIREMENTS)
+    session.install("--disable-pip-version-check", "-r", str(DEV_REQUIREMENTS))
 
 
 def _clean(session: nox.Session, *args: str) -> None:
@@ -96,12 +106,11 @@ def integration_docker(session: nox.Session) -> None:
 
 @nox.session
 def unit(session: nox.Session) -> None:
-    """The forwarder's unit tests (fakes for EPICS and Kafka) and its EPICS source tests."""
+    """The forwarder's unit tests (fakes for EPICS and Kafka) and its EPICS source tests:
+    pyproject's pytest testpaths, so a bare `pytest` runs the same."""
     _install_rig(session)
-    session.install("--disable-pip-version-check", "-e", ".")
     session.run(
-        "pytest", *UNIT_TESTS, "-p", "no:cacheprovider",
-        "--junitxml=logs/junit-unit.xml", *session.posargs,
+        "pytest", "-p", "no:cacheprovider", "--junitxml=logs/junit-unit.xml", *session.posargs,
     )
 
 
@@ -125,7 +134,7 @@ def clean(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("--disable-pip-version-check", "ruff==0.17.6")
+    session.install("--disable-pip-version-check", _dev_pin("ruff"))
     session.run("ruff", "check", ".")
 
 
@@ -135,11 +144,8 @@ def tests(session: nox.Session) -> None:
     local backend and, where a Docker engine answers or can be started, on the docker backend
     against the containerised forwarder and against ./build."""
     _install_rig(session)
-    session.install("--disable-pip-version-check", "-e", ".")
     session.run("ruff", "check", ".")
-    session.run(
-        "pytest", *UNIT_TESTS, "-p", "no:cacheprovider", "--junitxml=logs/junit-unit.xml",
-    )
+    session.run("pytest", "-p", "no:cacheprovider", "--junitxml=logs/junit-unit.xml")
     _clean(session)
     _integration(session, "--backend", "local", *session.posargs, junit="local")
     if not _docker_engine(session):

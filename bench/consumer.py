@@ -2,15 +2,18 @@
 
 Run in its own process, so its CPU is neither the forwarder's nor the orchestrator's:
     python -m bench.consumer --bootstrap H:P --topic T --mode counter --expect N \
-        --control C.json --progress P.json --out R.json
+        --control C.json --progress P.json --out R.json --received V.json
 It reads the topic from its beginning. ``counter`` mode decodes every message and checks
 that each PV's counter goes up by exactly one (gaps = lost values, repeats = duplicates);
 ``count`` mode (FAKE PVs, whose values are random) counts messages and decodes a random
-1 in ``--sample`` for latency. The orchestrator writes the window {t0, t1, drain} (epoch
-seconds) to the control file once data flows; updates received in [t0, t1) give the
+1 in ``--sample`` for latency. The orchestrator writes the window {t0, t1, drain, caught_up}
+(epoch seconds; t1 null while the window is open) to the control file once data flows, and
+may rewrite it (it is re-read when it changes); updates received in [t0, t1) give the
 throughput and latency (receive time minus the EPICS timestamp in the payload). After t1
-it keeps reading (at most ``drain`` s) until every PV has shown a value stamped after t1,
-so late values still count as delivered, then writes the result file.
+it keeps reading (at most ``drain`` s) until every PV has shown a value stamped after
+``caught_up`` (the end of the orchestrator's last reading of the generator; null: wait for
+it), so late values still count as delivered, then writes the result file and, in counter
+mode, every PV's received values as runs (for ``bench.delivery``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_LOG_APPEND_TIME, Consumer, TopicPartition
 
+from bench.delivery import ReceivedValues
 from bench.f144_reader import read_counter, read_name_and_time
 
 BATCH = 10_000
@@ -36,7 +40,7 @@ PROGRESS_EVERY_S = 0.25
 class PvTrack:
     """Per-PV counter check."""
 
-    __slots__ = ("last", "count", "gaps", "repeats", "last_ts")
+    __slots__ = ("last", "count", "gaps", "repeats", "last_ts", "received")
 
     def __init__(self, value: float, ts: int):
         self.last = value
@@ -44,6 +48,8 @@ class PvTrack:
         self.gaps = 0
         self.repeats = 0
         self.last_ts = ts
+        self.received = ReceivedValues()
+        self.received.add(int(round(value)))
 
     def add(self, value: float, ts: int) -> None:
         step = value - self.last
@@ -56,6 +62,7 @@ class PvTrack:
         self.last = max(self.last, value)
         self.count += 1
         self.last_ts = ts
+        self.received.add(int(round(value)))
 
 
 def make_consumer(bootstrap: str, topic: str) -> Consumer:
@@ -87,6 +94,7 @@ def run(args) -> dict:
     latencies = array("d")
     to_broker = array("d")  # broker append time - EPICS timestamp (LogAppendTime topics)
     window: dict | None = None
+    control_mtime = None
     t0 = t1 = float("inf")
     in_window = total = 0
     next_progress = 0.0
@@ -126,18 +134,26 @@ def run(args) -> dict:
             next_progress = now + PROGRESS_EVERY_S
             seen = len(tracks) if counter_mode else len(names_seen)
             _write(args.progress, {"t": now, "total": total, "pvs": seen})
-            if window is None and args.control.exists():
+            mtime = args.control.stat().st_mtime_ns if args.control.exists() else None
+            if mtime != control_mtime:
+                control_mtime = mtime
                 window = json.loads(args.control.read_text())
-                t0, t1 = window["t0"], window["t1"]
+                t0 = window["t0"]
+                t1 = window["t1"] if window["t1"] is not None else float("inf")
         if window is not None and now >= t1:
             if now >= t1 + window["drain"]:
                 break
             if not counter_mode:
                 break
-            t1_ns = t1 * 1e9
-            if len(tracks) >= args.expect and all(t.last_ts >= t1_ns for t in tracks.values()):
+            caught_up = window.get("caught_up", t1)
+            if caught_up is not None and len(tracks) >= args.expect and all(
+                t.last_ts >= caught_up * 1e9 for t in tracks.values()
+            ):
                 break
     consumer.close()
+    if counter_mode and args.received is not None:
+        _write(args.received, {n.decode(errors="replace"): t.received.runs
+                               for n, t in tracks.items()})
     lat_ms = np.frombuffer(latencies, dtype=np.float64) * 1000 if latencies else np.zeros(1)
     seen = len(tracks) if counter_mode else len(names_seen)
     return {
@@ -182,6 +198,8 @@ def main() -> int:
     parser.add_argument("--control", type=Path, required=True)
     parser.add_argument("--progress", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--received", type=Path, default=None,
+                        help="counter mode: write each PV's received values (as runs) here")
     args = parser.parse_args()
     _write(args.out, run(args))
     return 0

@@ -1,9 +1,11 @@
 """One measurement on the rig: a forwarder build, a set of streams, a consumer, a window.
 
 ``Bench`` holds what the scenarios share (broker, EPICS network, work dir, progress
-printer); ``measure_streams`` starts a fresh forwarder on fresh topics, adds the streams,
-waits (polling, with deadlines) until the consumer sees every PV, then measures for a fixed
-window: the consumer's throughput, loss and latency, and the forwarder's CPU and RSS.
+printer, memory cap); ``measure_streams`` starts a fresh forwarder on fresh topics, adds the
+streams, waits (polling, with deadlines) until the consumer sees every PV, then measures for
+a fixed window: the consumer's throughput and latency, the generator's real rate and the
+values it made that never arrived (read from its counters at the window's edges), and the
+forwarder's CPU and RSS. A forwarder over the memory cap is stopped and its row says so.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench import procstats
+from bench.counter_snapshot import Snapshot, offered_rate, open_counters
+from bench.delivery import account
+from bench.memory_guard import DEFAULT_CAP_MB, RssGuard
 from helpers import kafka_helpers
 from helpers.forwarder_control import ForwarderControl, Stream
 from helpers.polling import wait_until
 from helpers.rig.api import EpicsNetwork, ForwarderSpec
-from helpers.rig.local_forwarder import LocalForwarder
+from helpers.rig.local.forwarder import LocalForwarder
 from helpers.rig.paths import REPO_ROOT
 from helpers.rig.processes import ManagedProcess
 
@@ -54,6 +59,9 @@ class Bench:
     workdir: Path
     say: Progress
     quick: bool = False
+    memory_cap_mb: float = DEFAULT_CAP_MB
+    kafka: object = None  # the LocalKafka, for scenarios that stop and start it
+    outage_s: float | None = None  # broker down time of the outage scenario (None: default)
     _numbers: int = 0
 
     def path(self, stem: str) -> Path:
@@ -68,9 +76,11 @@ class Row:
     build: str
     scenario: str
     kind: str  # "forwarder" or "generator"
-    offered: float | None
+    offered: float | None  # nominal: the scenario's label, not a measurement
     rate: float | None
-    loss: int | None = None
+    loss: int | None = None  # values skipped (a later one arrived)
+    offered_measured: float | None = None  # what the generator made, read from its counters
+    backlog: int | None = None  # values made in the window that had not arrived by the end
     zero_loss: bool | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
@@ -167,6 +177,90 @@ def growth_mb_per_hour(samples: Sequence[tuple[float, int]]) -> float | None:
     return float(slope * 3600 / 1e6)
 
 
+def consumer_files(base: Path) -> dict[str, Path]:
+    """The consumer's control, progress, result and received-values files for one run."""
+    return {k: base.with_name(f"{base.name}.{k}.json")
+            for k in ("control", "progress", "out", "received")}
+
+
+def start_consumer(bench: Bench, topic: str, mode: str, expect: int,
+                   files: dict[str, Path]) -> ManagedProcess:
+    """The checking consumer (bench.consumer) in its own process, reading ``topic``."""
+    return ManagedProcess(
+        f"bench-consumer-{files['out'].stem}",
+        [sys.executable, "-m", "bench.consumer", "--bootstrap", bench.bootstrap,
+         "--topic", topic, "--mode", mode, "--expect", str(expect),
+         *(arg for k, p in files.items() for arg in (f"--{k}", str(p)))],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    ).start()
+
+
+def write_control(path: Path, **window) -> None:
+    """Tell the consumer the window (t0, t1 epoch s; t1 None while open), the drain and
+    ``caught_up`` (epoch s: a PV has caught up once it delivered a value stamped later)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(window))
+    os.replace(tmp, path)
+
+
+def wait_flowing(bench: Bench, consumer: ManagedProcess, files: dict[str, Path], expect: int,
+                 guard: RssGuard, what: str) -> dict:
+    """Wait until the consumer has seen every PV, or some never come (counted as
+    undelivered) and no new one has for a while, or the memory cap stopped the forwarder
+    (the window is still measured, so the row shows what it did not deliver)."""
+    stall = {"pvs": -1, "since": time.monotonic()}
+
+    def all_flowing():
+        if not consumer.is_running():
+            raise RuntimeError(f"consumer exited: {consumer.tail()}")
+        guard.check()
+        progress = _read_json(files["progress"])
+        if guard.stopped:
+            return progress or {"pvs": 0}
+        if not progress:
+            return None
+        if progress["pvs"] != stall["pvs"]:
+            stall.update(pvs=progress["pvs"], since=time.monotonic())
+        if progress["pvs"] >= expect:
+            return progress
+        if progress["pvs"] and time.monotonic() - stall["since"] > STALL_S:
+            bench.say(f"{what}: only {progress['pvs']} of {expect} PVs deliver; "
+                      "measuring anyway")
+            return progress
+        return None
+
+    return wait_until(all_flowing, timeout=FLOW_TIMEOUT_S, what=f"values from all {expect} PVs",
+                      seen=lambda: _read_json(files["progress"]), interval=0.2)
+
+
+def wait_drained(consumer: ManagedProcess, timeout: float, guard: RssGuard) -> None:
+    """Wait for the consumer to finish its drain, still watching the forwarder's memory."""
+
+    def done():
+        guard.check()
+        return not consumer.is_running()
+
+    wait_until(done, timeout=timeout, what="the consumer to finish", interval=0.2)
+
+
+def read_counters(reader, what: str, say) -> Snapshot | None:
+    """One reading of the generator's counters; None (said, not fatal) if it fails."""
+    if reader is None:
+        return None
+    try:
+        return reader.read()
+    except Exception as err:  # noqa: BLE001 - the row then shows no measured rate
+        say(f"{what}: reading the generator's counters failed: {short(err)}")
+        return None
+
+
+def short(err: object, limit: int = 300) -> str:
+    """A message cut for stdout (the full text goes to the files)."""
+    text = str(err) if not isinstance(err, BaseException) else f"{type(err).__name__}: {err}"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
 def measure_streams(
     bench: Bench,
     build: Path,
@@ -185,82 +279,98 @@ def measure_streams(
     topic = kafka_helpers.unique_topic("bench-data")
     create_data_topic(bench.bootstrap, topic)
     streams = list(streams) if streams is not None else list(make_streams(topic))
-    base = bench.path(f"{scenario}-{build_label}")
-    files = {k: base.with_name(f"{base.name}.{k}.json") for k in ("control", "progress", "out")}
-    consumer = ManagedProcess(
-        f"bench-consumer-{base.name}",
-        [sys.executable, "-m", "bench.consumer", "--bootstrap", bench.bootstrap,
-         "--topic", topic, "--mode", mode, "--expect", str(len(streams)),
-         *(arg for k, p in files.items() for arg in (f"--{k}", str(p)))],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    ).start()
+    names = [s.channel for s in streams]
+    what = f"{scenario} [{build_label}]"
+    reader = open_counters(bench.network, names, streams[0].protocol) if mode == "counter" \
+        else None
+    files = consumer_files(bench.path(f"{scenario}-{build_label}"))
+    consumer = start_consumer(bench, topic, mode, len(streams), files)
+    snaps: list[Snapshot | None] = [None, None]
     try:
         with RunningForwarder(bench, build, extra_args) as fwd:
-            bench.say(f"{scenario} [{build_label}]: forwarder pid {fwd.pid} up; "
-                      f"adding {len(streams)} streams")
+            guard = RssGuard(fwd.pid, bench.memory_cap_mb, bench.say, what)
+            bench.say(f"{what}: forwarder pid {fwd.pid} up; adding {len(streams)} streams")
             fwd.control.add(streams)
-
-            stall = {"pvs": -1, "since": time.monotonic()}
-
-            def all_flowing():
-                """All PVs seen; or some never come (counted as loss) and none has for a
-                while."""
-                if not consumer.is_running():
-                    raise RuntimeError(f"consumer exited: {consumer.tail()}")
-                progress = _read_json(files["progress"])
-                if not progress:
-                    return None
-                if progress["pvs"] != stall["pvs"]:
-                    stall.update(pvs=progress["pvs"], since=time.monotonic())
-                if progress["pvs"] >= len(streams):
-                    return progress
-                if progress["pvs"] and time.monotonic() - stall["since"] > STALL_S:
-                    bench.say(f"{scenario} [{build_label}]: only {progress['pvs']} of "
-                              f"{len(streams)} PVs deliver; measuring anyway")
-                    return progress
-                return None
-
-            flowing = wait_until(
-                all_flowing,
-                timeout=FLOW_TIMEOUT_S,
-                what=f"values from all {len(streams)} PVs",
-                seen=lambda: _read_json(files["progress"]),
-                interval=0.2,
-            )
+            flowing = wait_flowing(bench, consumer, files, len(streams), guard, what)
             t0 = time.time() + SETTLE_S
             t1 = t0 + duration
-            files["control"].write_text(json.dumps({"t0": t0, "t1": t1, "drain": DRAIN_S}))
-            bench.say(f"{scenario} [{build_label}]: {flowing['pvs']} PVs flowing; "
-                      f"measuring {duration:.0f} s")
+            write_control(files["control"], t0=t0, t1=t1, drain=DRAIN_S,
+                          caught_up=None if reader else t1)
+            bench.say(f"{what}: {flowing['pvs']} PVs flowing; measuring {duration:.0f} s")
             _sleep_until(t0)
+            snaps[0] = read_counters(reader, what, bench.say)
             cpu0 = procstats.cpu_seconds(fwd.pid)
             threads0 = procstats.thread_cpu(fwd.pid)
-            rss = [(time.time(), procstats.rss_bytes(fwd.pid))]
+            rss = [(time.time(), guard.check())]
             next_note = t0 + PROGRESS_EVERY_S
-            while time.time() < t1:
+            while time.time() < t1 and not guard.stopped:
                 _sleep_until(min(t1, time.time() + rss_every))
-                rss.append((time.time(), procstats.rss_bytes(fwd.pid)))
+                rss.append((time.time(), guard.check()))
                 if time.time() >= next_note:  # long windows (the soak): show it is alive
                     next_note += PROGRESS_EVERY_S
-                    bench.say(f"{scenario} [{build_label}]: {time.time() - t0:.0f} s of "
+                    bench.say(f"{what}: {time.time() - t0:.0f} s of "
                               f"{duration:.0f} s, RSS {rss[-1][1] / 1e6:.1f} MB")
-            cpu1 = procstats.cpu_seconds(fwd.pid)
+            cpu1 = procstats.cpu_seconds(fwd.pid) if not guard.stopped else None
             threads = procstats.cpu_split(threads0, procstats.thread_cpu(fwd.pid))
+            _sleep_until(t1)  # a stopped forwarder's window still ends at t1
+            snaps[1] = read_counters(reader, what, bench.say)
+            if reader is not None:
+                write_control(files["control"], t0=t0, t1=t1, drain=DRAIN_S,
+                              caught_up=snaps[1].ended if snaps[1] else t1)
             alive = fwd.process.is_running()
-            _wait_exit(consumer, DRAIN_S + 30, "the consumer to finish")
+            wait_drained(consumer, DRAIN_S + 30, guard)
     finally:
         consumer.stop()
-    result = _read_json(files["out"])
-    if result is None:
-        raise RuntimeError(f"consumer wrote no result; log {consumer.log_path}")
-    row = _row(build_label, scenario, offered, mode, result, cpu1 - cpu0, rss, alive)
+        if reader is not None:
+            reader.close()
+    result = read_result(files, consumer)
+    cpu_s = None if cpu1 is None else cpu1 - cpu0
+    row = consumer_row(build_label, scenario, offered, mode, result, cpu_s, rss, alive)
+    add_delivery(row, snaps[0], snaps[1], files["received"], names)
+    if guard.stopped:
+        row.note = f"{guard.note()}; {row.note}".strip("; ")
+        row.zero_loss = False
     row.extra["cpu_by_thread"] = threads
-    row.note = f"{row.note}; threads: {threads}".strip("; ")
+    row.extra["rss_peak_mb"] = guard.peak / 1e6
+    if threads:
+        row.note = f"{row.note}; threads: {threads}".strip("; ")
     return row
 
 
-def _row(build_label, scenario, offered, mode, result, cpu_s, rss, alive) -> Row:
+def add_delivery(row: Row, start: Snapshot | None, end: Snapshot | None, received_path: Path,
+                 names: Sequence[str]) -> None:
+    """Fill the measured offered rate, loss and backlog from the generator's counters."""
+    if start is None or end is None:
+        if row.loss is not None:
+            row.note = ("offered not measured (counters unread); loss from counter gaps only, "
+                        f"backlog unknown; {row.note}").strip("; ")
+        return
+    received = _read_json(received_path) or {}
+    got = account(start.values, end.values, received, names)
+    row.offered_measured = offered_rate(start, end)
+    row.loss = got.lost
+    row.backlog = got.backlog
+    row.zero_loss = bool(row.zero_loss) and got.undelivered == 0 and got.pvs_read == got.pvs
+    if got.pvs_read < got.pvs:
+        row.note = f"{got.pvs - got.pvs_read} PVs unread at the generator; {row.note}"
+    if got.backlog:
+        row.note = (f"{got.backlog} values undelivered at the end of the drain; "
+                    f"{row.note}").strip("; ")
+    row.extra["delivery"] = {"made": got.made, "delivered": got.delivered, "lost": got.lost,
+                             "backlog": got.backlog, "pvs": got.pvs, "pvs_read": got.pvs_read,
+                             "read_s": [start.ended - start.began, end.ended - end.began]}
+
+
+def read_result(files: dict[str, Path], consumer: ManagedProcess) -> dict:
+    """The consumer's result file (it has finished)."""
+    result = _read_json(files["out"])
+    if result is None:
+        raise RuntimeError(f"consumer wrote no result; log {consumer.log_path}")
+    return result
+
+
+def consumer_row(build_label, scenario, offered, mode, result, cpu_s, rss, alive) -> Row:
+    """A forwarder's row from the consumer's result, its CPU seconds and RSS samples."""
     count = result["window_count"]
     if mode == "counter":
         loss = result["gaps"] + (result["missing_pvs"] or 0)
@@ -291,7 +401,7 @@ def _row(build_label, scenario, offered, mode, result, cpu_s, rss, alive) -> Row
         p50_ms=result["lat_p50_ms"],
         p99_ms=result["lat_p99_ms"],
         max_ms=result["lat_max_ms"],
-        cpu_us=cpu_s / count * 1e6 if count else None,
+        cpu_us=cpu_s / count * 1e6 if count and cpu_s is not None else None,
         rss_start_mb=rss[0][1] / 1e6,
         rss_steady_mb=sum(r for _, r in steady) / len(steady) / 1e6,
         rss_growth_mb_h=None,  # a few seconds say nothing about growth; the soak sets it

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers.rig.api import EpicsNetwork
-from helpers.rig.local_ioc import IOC_PROBE, LocalIoc
+from helpers.rig.local.epics_servers import LocalIoc
+from helpers.rig.readiness import IOC_PROBE
 
 TEMPLATE = Path(__file__).with_name("load_ioc.db")
 SCANS = {10: ".1 second", 5: ".2 second", 2: ".5 second", 1: "1 second"}

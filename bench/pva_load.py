@@ -17,17 +17,17 @@ import sys
 import threading
 import time
 
-from helpers.polling import wait_until
 from helpers.rig.api import EpicsNetwork
-from helpers.rig.local_ioc import _EpicsServerProcess
+from helpers.rig.local.epics_servers import EpicsServerProcess
 from helpers.rig.paths import REPO_ROOT
+from helpers.rig.readiness import wait_pva_answers
 
 
 def names(prefix: str, count: int) -> list[str]:
     return [f"{prefix}C{i}" for i in range(count)]
 
 
-class PvaLoadServer(_EpicsServerProcess):
+class PvaLoadServer(EpicsServerProcess):
     """``python -m bench.pva_load`` as a rig process (same life cycle as the table server)."""
 
     kind = "pva-load"
@@ -42,8 +42,7 @@ class PvaLoadServer(_EpicsServerProcess):
 
     def _wait_ready(self, timeout: float) -> None:
         probe = names(self.prefix, self.count)[-1]
-        wait_until(lambda: self._pva_answers(probe), timeout=timeout,
-                   what=f"{probe} to answer over PVA")
+        wait_pva_answers(self.network, probe, timeout=timeout, check_alive=self._alive_or_raise)
 
 
 def serve(prefix: str, count: int, rate: float) -> None:

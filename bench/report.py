@@ -15,9 +15,13 @@ import numpy as np
 
 from bench.harness import Row
 
+# nominal/s: the scenario's label; offered/s: what the generator really made in the window
+# (its counters read at both edges); loss: values skipped (a later one arrived); backlog:
+# values made in the window that had not arrived by the end of the drain.
 COLUMNS = (
-    ("build", 12, "s"), ("scenario", 22, "s"), ("offered/s", 9, ".0f"), ("fwd/s", 9, ".0f"),
-    ("0-loss", 6, "s"), ("loss", 6, "d"), ("p50ms", 7, ".1f"), ("p99ms", 7, ".1f"),
+    ("build", 12, "s"), ("scenario", 22, "s"), ("nominal/s", 9, ".0f"),
+    ("offered/s", 9, ".0f"), ("fwd/s", 9, ".0f"), ("0-loss", 6, "s"), ("loss", 6, "d"),
+    ("backlog", 7, "d"), ("p50ms", 7, ".1f"), ("p99ms", 7, ".1f"),
     ("maxms", 7, ".0f"), ("cpu_us", 7, ".1f"), ("rss0MB", 6, ".0f"), ("rssMB", 6, ".0f"),
     ("MB/h", 6, ".1f"), ("ratio", 11, "s"),
 )
@@ -46,7 +50,8 @@ def _ratios(rows: list[Row]) -> dict[int, str]:
 
 def _cells(row: Row, ratio: str) -> list:
     zero = None if row.zero_loss is None else ("yes" if row.zero_loss else "NO")
-    return [row.build, row.scenario, row.offered, row.rate, zero, row.loss, row.p50_ms,
+    return [row.build, row.scenario, row.offered, row.offered_measured, row.rate, zero,
+            row.loss, row.backlog, row.p50_ms,
             row.p99_ms, row.max_ms, row.cpu_us, row.rss_start_mb, row.rss_steady_mb,
             row.rss_growth_mb_h, ratio]
 
@@ -78,13 +83,28 @@ def summary(rows: list[Row]) -> str:
     for r in rows:
         if r.kind != "forwarder":
             continue
-        if r.scenario in ("ca-1000x10Hz", "pva-1000x10Hz") and r.cpu_us is not None:
+        if r.scenario in ("ca-1000x10Hz", "pva-1000x10Hz") and r.cpu_us is None:
+            lines.append(f"{r.build} {r.scenario}: no CPU figure; {r.note[:120]}")
+        elif r.scenario in ("ca-1000x10Hz", "pva-1000x10Hz"):
             lines.append(f"{r.build} {r.scenario}: CPU {r.cpu_us:.1f} us/update (<= 20: "
                          f"{_met(r.cpu_us <= 20)}), p99 {r.p99_ms:.1f} ms (<= 20: "
-                         f"{_met(r.p99_ms <= 20)}), loss {r.loss}")
+                         f"{_met(r.p99_ms <= 20)}), loss {r.loss}, backlog "
+                         f"{'-' if r.backlog is None else r.backlog}")
         elif r.scenario == "add-10k":
             took = r.extra["seconds"]
             lines.append(f"{r.build} add-10k: {took:.2f} s (<= 10 s: {_met(took <= 10)})")
+        elif r.scenario == "outage" and "outage" in r.extra:
+            o = r.extra["outage"]
+            made = o.get("made", "-")
+            lines.append(
+                f"{r.build} outage ({o['broker_down_s']:.0f} s broker down): made {made}, "
+                f"delivered {o.get('delivered', '-')}, reported dropped "
+                f"{'-' if o['reported_dropped'] is None else o['reported_dropped']}"
+                f"{'' if o['drop_counts_in_status'] else ' (no drop counts in status)'}, "
+                f"lost unreported {o.get('lost_unreported', '-')} (must be 0: "
+                f"{_met(o.get('lost_unreported') == 0)}; still undelivered at the drain's end "
+                f"{o.get('backlog', '-')}), peak RSS "
+                f"{o['rss_peak_outage_mb']:.0f} MB")
         elif r.scenario == "soak":
             flat = r.extra["rss_flatness_pct"]
             lines.append(f"{r.build} soak: RSS spread {flat:.1f}% (<= 5%: {_met(flat <= 5)}), "

@@ -2,11 +2,14 @@
 
     python -m bench.run [--build PATH ...] [--compare PATH ...] [--quick]
                         [--scenarios NAME ...] [--soak-minutes N]
+                        [--memory-cap-mb MB] [--outage-seconds S]
 
 One Kafka broker (LocalKafka) and one EPICS network serve every build; each scenario starts
 its own load IOC and measures the builds one after another against it. Results: a table on
 stdout, JSON and PNG plots under logs/bench/. Figures depend on the machine and its load
-(printed at start and end); a benchmark reports, it never fails on a slow figure.
+(printed at start and end); a benchmark reports, it never fails on a slow figure. A
+forwarder over the memory cap is stopped (its process group only) and its row says so.
+Stdout gets short messages; full detail (tracebacks, what a wait saw) goes to the files.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import traceback
 from pathlib import Path
 
 from bench import harness, procstats, report
-from bench.harness import Bench, Progress
+from bench.harness import Bench, Progress, short
+from bench.memory_guard import DEFAULT_CAP_MB
 from bench.scenarios import SCENARIOS
 from helpers.rig.forwarder_build import DEFAULT_BUILD, launch_command
-from helpers.rig.local_kafka import LocalKafka
+from helpers.rig.local.kafka import LocalKafka
 from helpers.rig.paths import LOG_DIR
 from helpers.rig.ports import allocate_epics_network
 
@@ -40,6 +44,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"subset of: {', '.join(SCENARIOS)}")
     parser.add_argument("--soak-minutes", type=float, default=None,
                         help="soak length (default 10, quick 1)")
+    parser.add_argument("--memory-cap-mb", type=float, default=DEFAULT_CAP_MB,
+                        help=f"stop a forwarder whose RSS goes over this (default "
+                        f"{DEFAULT_CAP_MB:.0f})")
+    parser.add_argument("--outage-seconds", type=float, default=None,
+                        help="broker down time in the outage scenario (default 60, quick 20)")
     return parser.parse_args(argv)
 
 
@@ -75,7 +84,9 @@ def main(argv=None) -> int:
         say("starting Kafka")
         kafka.start()
         say(f"Kafka up on {kafka.bootstrap}")
-        bench = Bench(kafka.bootstrap, allocate_epics_network(), workdir, say, quick=args.quick)
+        bench = Bench(kafka.bootstrap, allocate_epics_network(), workdir, say, quick=args.quick,
+                      memory_cap_mb=args.memory_cap_mb, kafka=kafka,
+                      outage_s=args.outage_seconds)
         for name in args.scenarios:
             say(f"scenario {name}")
             try:
@@ -85,8 +96,9 @@ def main(argv=None) -> int:
                     rows += SCENARIOS[name](bench, builds)
             except Exception as err:  # noqa: BLE001 - report it and go on with the others
                 failed.append(name)
-                say(f"scenario {name} FAILED: {err!r}")
-                (workdir / f"{name}-error.txt").write_text(traceback.format_exc())
+                detail = workdir / f"{name}-error.txt"
+                detail.write_text(traceback.format_exc())
+                say(f"scenario {name} FAILED: {short(err)} (full text in {detail})")
     finally:
         harness.close_clients()
         say("stopping Kafka")
@@ -94,6 +106,7 @@ def main(argv=None) -> int:
     meta = {
         "builds": {lbl: str(p) for lbl, p in builds},
         "quick": args.quick,
+        "memory_cap_mb": args.memory_cap_mb,
         "scenarios": args.scenarios,
         "failed": failed,
         "load_start": load_start,

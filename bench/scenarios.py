@@ -11,9 +11,11 @@ from bench import procstats
 from bench.harness import Bench, Row, RunningForwarder, generator_row, growth_mb_per_hour
 from bench.harness import measure_streams as measure
 from bench.load_ioc import LoadIoc, array_names, counter_names
+from bench.outage import measure_outage
 from bench.pva_load import PvaLoadServer
 from bench.pva_load import names as pva_names
 from helpers.forwarder_control import Stream
+from helpers.polling import WaitTimeout
 
 Builds = list[tuple[str, Path]]
 RATE_HZ = 10
@@ -65,7 +67,7 @@ def fake_max(bench: Bench, builds: Builds) -> list[Row]:
                           duration=_window(bench, 5, 15), mode="count",
                           extra_args=("--fake-pv-period", "1"))
             rows.append(row)
-            bench.say(_summary(row))
+            bench.say(summary_line(row))
             if row.rate < 1.1 * best or row.p99_ms > 1000:
                 break
             best = max(best, row.rate)
@@ -79,12 +81,12 @@ def _scalar(protocol: str, count: int = 1000) -> Callable[[Bench, Builds], list[
         with _Ioc(bench, name, count=count):
             rows = [generator_row(bench, scenario=name, protocol=protocol.lower(), names=names,
                                   offered=count * RATE_HZ, seconds=_window(bench, 3, 5))]
-            bench.say(_summary(rows[-1]))
+            bench.say(summary_line(rows[-1]))
             for label, build in builds:
                 rows.append(measure(bench, build, build_label=label, scenario=name,
                                     make_streams=_streams(names, protocol),
                                     offered=count * RATE_HZ, duration=_window(bench, 10, 30)))
-                bench.say(_summary(rows[-1]))
+                bench.say(summary_line(rows[-1]))
         return rows
 
     return scenario
@@ -101,12 +103,12 @@ def arrays(bench: Bench, builds: Builds) -> list[Row]:
             rows.append(generator_row(bench, scenario=name, protocol=protocol.lower(),
                                       names=names, offered=count * RATE_HZ,
                                       seconds=_window(bench, 3, 5)))
-            bench.say(_summary(rows[-1]))
+            bench.say(summary_line(rows[-1]))
             for label, build in builds:
                 rows.append(measure(bench, build, build_label=label, scenario=name,
                                     make_streams=_streams(names, protocol),
                                     offered=count * RATE_HZ, duration=_window(bench, 10, 30)))
-                bench.say(_summary(rows[-1]))
+                bench.say(summary_line(rows[-1]))
     return rows
 
 
@@ -126,12 +128,12 @@ def step_up(bench: Bench, builds: Builds) -> list[Row]:
                         rows.append(generator_row(bench, scenario=name,
                                                   protocol=protocol.lower(), names=names,
                                                   offered=n * RATE_HZ, seconds=3))
-                        bench.say(_summary(rows[-1]))
+                        bench.say(summary_line(rows[-1]))
                     row = measure(bench, build, build_label=label, scenario=name,
                                   make_streams=_streams(names, protocol),
                                   offered=n * RATE_HZ, duration=_window(bench, 8, 20))
                     rows.append(row)
-                    bench.say(_summary(row))
+                    bench.say(summary_line(row))
                     if not (row.zero_loss and row.rate >= 0.95 * row.offered):
                         break
     return rows
@@ -150,12 +152,12 @@ def step_up_p4p(bench: Bench, builds: Builds) -> list[Row]:
         try:
             rows.append(generator_row(bench, scenario="step-up-p4p", protocol="pva",
                                       names=pv_names, offered=count * rate, seconds=3))
-            bench.say(_summary(rows[-1]))
+            bench.say(summary_line(rows[-1]))
             for label, build in builds:
                 rows.append(measure(bench, build, build_label=label, scenario="step-up-p4p",
                                     make_streams=_streams(pv_names, "PVA"),
                                     offered=count * rate, duration=_window(bench, 8, 20)))
-                bench.say(_summary(rows[-1]))
+                bench.say(summary_line(rows[-1]))
         finally:
             server.stop()
         if not any(r.zero_loss and r.rate >= 0.95 * r.offered for r in rows[-len(builds):]):
@@ -175,12 +177,15 @@ def add_10k(bench: Bench, builds: Builds) -> list[Row]:
             rss0 = procstats.rss_bytes(fwd.pid)
             bench.say(f"add-10k [{label}]: sending one ADD of {count} streams")
             sent = fwd.control.add(streams)
-            record = fwd.control.wait_for_status(
-                lambda r: len(r.status.streams()) >= count,
-                timeout=120,
-                what=f"a status listing {count} streams",
-                since_ms=int(sent * 1000) - 1000,
-            )
+            try:
+                record = fwd.control.wait_for_status(
+                    lambda r: len(r.status.streams()) >= count,
+                    timeout=120,
+                    what=f"a status listing {count} streams",
+                    since_ms=int(sent * 1000) - 1000,
+                )
+            except WaitTimeout as err:
+                raise WaitTimeout(f"{err}; {_save_newest_status(bench, fwd, label)}") from None
             took = record.kafka_timestamp_ms / 1000 - sent
             cpu = procstats.cpu_seconds(fwd.pid) - cpu0
             rss1 = procstats.rss_bytes(fwd.pid)
@@ -193,6 +198,14 @@ def add_10k(bench: Bench, builds: Builds) -> list[Row]:
         bench.say(f"add-10k [{label}]: {took:.2f} s, CPU {cpu:.1f} s, "
                   f"RSS {rss0 / 1e6:.0f} -> {rss1 / 1e6:.0f} MB")
     return rows
+
+
+def _save_newest_status(bench: Bench, fwd: RunningForwarder, label: str) -> str:
+    """The newest status in full to a file (too long for stdout); says where."""
+    path = bench.path(f"add-10k-{label}-status.json")
+    newest = fwd.control.statuses[-1].status if fwd.control.statuses else None
+    path.write_text(newest.status_json if newest is not None else "no status")
+    return f"newest status in {path}"
 
 
 def soak(bench: Bench, builds: Builds, minutes: float) -> list[Row]:
@@ -216,17 +229,26 @@ def soak(bench: Bench, builds: Builds, minutes: float) -> list[Row]:
                         f"(target within 5%) " + row.note).strip()
             row.extra["rss_flatness_pct"] = flat
             rows.append(row)
-            bench.say(_summary(row))
+            bench.say(summary_line(row))
     return rows
 
 
-def _summary(row: Row) -> str:
+def summary_line(row: Row) -> str:
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    return (f"  -> {row.scenario} [{row.build}] offered {f(row.offered, '.0f')}/s, "
-            f"got {f(row.rate, '.0f')}/s, loss {f(row.loss, 'd')}, "
+    return (f"  -> {row.scenario} [{row.build}] nominal {f(row.offered, '.0f')}/s, "
+            f"offered {f(row.offered_measured, '.0f')}/s, got {f(row.rate, '.0f')}/s, "
+            f"loss {f(row.loss, 'd')}, backlog {f(row.backlog, 'd')}, "
             f"p99 {f(row.p99_ms, '.1f')} ms, CPU {f(row.cpu_us, '.1f')} us/upd {row.note}")
+
+
+def outage(bench: Bench, builds: Builds) -> list[Row]:
+    """CA 1000 x 10 Hz with the broker stopped for a while (bench.outage)."""
+    count = 1000
+    with _Ioc(bench, "outage", count=count):
+        return measure_outage(bench, builds, counter_names(PREFIX, count),
+                              nominal=count * RATE_HZ, say_row=lambda r: bench.say(summary_line(r)))
 
 
 SCENARIOS = {
@@ -238,4 +260,5 @@ SCENARIOS = {
     "step-up-p4p": step_up_p4p,
     "add-10k": add_10k,
     "soak": soak,
+    "outage": outage,
 }

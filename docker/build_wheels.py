@@ -7,6 +7,10 @@ requirements changed (a stamp file), so its files stay byte-identical and the im
 that copies them stays cached.
 
     python docker/build_wheels.py forwarder ioc
+    python docker/build_wheels.py --print ioc   # only the requirements (for a Dockerfile)
+
+The sets take their pins from where they are set: pyproject.toml (the forwarder's runtime
+dependencies) and requirements-dev.txt (the rig's), never from a copy here.
 """
 
 from __future__ import annotations
@@ -39,9 +43,11 @@ def forwarder_requirements() -> list[str]:
 
 
 def ioc_requirements() -> list[str]:
-    """The IOC's pins, taken from requirements-dev.txt so there is one place to bump them."""
+    """The IOC's pins, from pyproject.toml (p4p) and requirements-dev.txt (softioc)."""
+    lines = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines += (REPO / "requirements-dev.txt").read_text().splitlines()
     pins = {}
-    for line in (REPO / "requirements-dev.txt").read_text().splitlines():
+    for line in lines:
         match = re.match(r"^([A-Za-z0-9_.-]+)==", line.strip())
         if match:
             pins[match.group(1).lower()] = line.strip()
@@ -81,5 +87,8 @@ def build(name: str) -> Path:
 
 
 if __name__ == "__main__":
-    for set_name in sys.argv[1:] or list(SETS):
-        build(set_name)
+    if sys.argv[1:2] == ["--print"]:
+        print("\n".join(SETS[sys.argv[2]]()))
+    else:
+        for set_name in sys.argv[1:] or list(SETS):
+            build(set_name)

@@ -90,10 +90,17 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
     metrics = Metrics()
     control_metrics = Metrics()  # status/storage traffic must not count as forwarded data
 
-    def producer(config: dict, role: str, producer_metrics) -> Producer:
-        return Producer({**config, **client_logging(role, on_auth_failure)}, producer_metrics)
+    def producer(config: dict, role: str, producer_metrics, **kwargs) -> Producer:
+        return Producer(
+            {**config, **client_logging(role, on_auth_failure)}, producer_metrics, **kwargs
+        )
 
-    output = producer(settings.output_kafka, "output-broker", metrics)
+    output = producer(
+        settings.output_kafka,
+        "output-broker",
+        metrics,
+        buffer_bytes=settings.producer_buffer_mb * 1024 * 1024,
+    )
     status = producer(settings.status_kafka, "status-topic", control_metrics)
     extra = [status]
     storage = reader = None
@@ -149,7 +156,11 @@ class Forwarder:
             self.controller.add_listener(self._store)
         if self.member is None:
             self.status = StatusReporter(
-                parts.status_sink, settings.status_topic, settings.service_id, self.controller.specs
+                parts.status_sink,
+                settings.status_topic,
+                settings.service_id,
+                self.controller.specs,
+                stream_state=getattr(parts.manager, "stream_state", None),
             )
             self.controller.add_listener(self.status)
         else:
@@ -158,6 +169,7 @@ class Forwarder:
                 settings.status_topic,
                 settings.service_id,
                 parts.manager.specs,
+                stream_state=getattr(parts.manager, "stream_state", None),
                 extra=self._group_status,
             )
             self.controller.add_listener(lambda _configured: self.status.send())
@@ -344,13 +356,21 @@ class ExitWatchdog:
         self._force_exit(1)
 
 
+def ess_graphite_prefix(service_id: str) -> str:
+    """The ESS forwarder's Graphite prefix: forwarder.<host, dots as _>.<service id>."""
+    import socket
+
+    host = socket.gethostname().replace(".", "_")
+    return f"forwarder.{host}.{service_id}".replace(" ", "").lower()
+
+
 def _start_metrics_export(settings: Settings, metrics: Any) -> None:
     try:
         if settings.grafana_carbon_address:
             metrics.start_graphite(
                 settings.grafana_carbon_address,
                 settings.statistics_update_interval_s,
-                settings.grafana_metric_prefix or "",
+                settings.grafana_metric_prefix or ess_graphite_prefix(settings.service_id),
             )
         if settings.prometheus_port is not None:
             metrics.start_prometheus(settings.prometheus_port)

@@ -16,16 +16,30 @@ from dataclasses import dataclass, field
 import configargparse
 
 import forwarder
+from forwarder.kafka.buffer_budget import DEFAULT_BUFFER_MB
 from forwarder.kafka.uri import KafkaUri, UriError, kafka_config, parse_uri
 from forwarder.logging_setup import verbosity_level
 
 EXIT_USAGE = 2
 _GROUP_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+_BARE_HOST = re.compile(r"^([A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\])$")
+# The carbon plaintext port, graphyte's default: an ESS ini names the carbon host only.
+CARBON_DEFAULT_PORT = 2003
 
 
 class SettingsError(ValueError):
     """The settings cannot work; the message is shown to the user as is."""
+
+
+def carbon_address(text: str) -> str:
+    """``host:port`` of a carbon server given as ``host:port`` or, as ESS inis do, a bare host
+    (then the port is graphyte's default, 2003)."""
+    if _HOST_PORT.match(text):
+        return text
+    if _BARE_HOST.match(text):
+        return f"{text}:{CARBON_DEFAULT_PORT}"
+    raise SettingsError(f"--grafana-carbon-address: expected host or host:port, got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class Settings:
     prometheus_port: int | None
     group: str | None = None  # forwarder group name (--group); None: forward everything
     workers: int = 1  # member processes started under one supervisor (--workers)
+    producer_buffer_mb: int = DEFAULT_BUFFER_MB
 
 
 def _env_name(option: str) -> str:
@@ -93,7 +108,11 @@ def build_parser() -> configargparse.ArgParser:
     for role in ("output-broker", "config-topic", "status-topic", "storage-topic"):
         add(f"--{role}-sasl-password", help=f"SASL password for --{role}")
     add("--ssl-ca-cert-file", help="CA certificate file for SASL_SSL connections")
-    add("--grafana-carbon-address", help="host:port of a Graphite/carbon server for metrics")
+    add(
+        "--grafana-carbon-address",
+        help=f"host[:port] of a Graphite/carbon server for metrics (port {CARBON_DEFAULT_PORT} "
+        "when left out)",
+    )
     add("--grafana-metric-prefix", help="prefix of the metric names sent to Graphite")
     add(
         "--statistics-update-interval",
@@ -114,6 +133,13 @@ def build_parser() -> configargparse.ArgParser:
         default=1,
         help="start N group members as child processes and restart any that dies "
         "(needs --group)",
+    )
+    add(
+        "--producer-buffer-mb",
+        type=int,
+        default=DEFAULT_BUFFER_MB,
+        help="memory (MB) for data waiting for Kafka; beyond it the oldest updates are dropped"
+        " (counted, logged), keeping each stream's newest",
     )
     return parser
 
@@ -164,12 +190,10 @@ def _validate(args) -> Settings:
     _positive("pv-update-period", args.pv_update_period)
     _positive("fake-pv-period", args.fake_pv_period)
     _positive("statistics-update-interval", args.statistics_update_interval)
+    _positive("producer-buffer-mb", args.producer_buffer_mb)
     if args.prometheus_port is not None and not 0 < args.prometheus_port < 65536:
         raise SettingsError(f"--prometheus-port out of range: {args.prometheus_port}")
-    if args.grafana_carbon_address and not _HOST_PORT.match(args.grafana_carbon_address):
-        raise SettingsError(
-            f"--grafana-carbon-address: expected host:port, got {args.grafana_carbon_address!r}"
-        )
+    carbon = carbon_address(args.grafana_carbon_address) if args.grafana_carbon_address else None
     _check_group(args, config_uri.topic)
     return Settings(
         config_kafka=_config("config-topic", config_uri, args.config_topic_sasl_password, ca),
@@ -189,12 +213,13 @@ def _validate(args) -> Settings:
         service_id=args.service_id or str(os.getpid()),
         log_file=args.log_file,
         log_level=level,
-        grafana_carbon_address=args.grafana_carbon_address,
+        grafana_carbon_address=carbon,
         grafana_metric_prefix=args.grafana_metric_prefix,
         statistics_update_interval_s=args.statistics_update_interval,
         prometheus_port=args.prometheus_port,
         group=args.group,
         workers=args.workers,
+        producer_buffer_mb=args.producer_buffer_mb,
     )
 
 

@@ -143,6 +143,12 @@ class StreamManager:
         with self._lock:
             return [stream.spec for stream, _ in self._streams.values()]
 
+    def stream_state(self, spec: StreamSpec) -> dict:
+        """The running state of the stream ``spec`` names (empty if it is not running)."""
+        with self._lock:
+            entry = self._streams.get(spec.key)
+        return {} if entry is None else entry[0].state()
+
     def close(self) -> None:
         """Stop all sources and timers; no stream sends anything after this returns.
 

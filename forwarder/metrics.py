@@ -20,6 +20,7 @@ COUNTERS = (
     "successful_sends",
     "send_buffer_errors",
     "send_delivery_errors",
+    "updates_dropped",
     "updates_rejected",
     "callback_errors",
 )
@@ -29,8 +30,10 @@ SUMMARIES = ("latency_epics_to_produce", "latency_produce_to_delivery")
 _DOCS = {
     "processing_errors": "Updates a serialiser could not turn into a message",
     "successful_sends": "Messages Kafka acknowledged",
-    "send_buffer_errors": "Messages dropped because the producer queue stayed full",
+    "send_buffer_errors": "Messages dropped because the producer's buffer budget was exhausted",
     "send_delivery_errors": "Messages Kafka reported as not delivered",
+    "updates_dropped": "Messages lost on the way to Kafka: over the buffer budget, refused"
+    " by Kafka, or not delivered before shutdown",
     "updates_rejected": "Updates dropped by the timestamp filter",
     "callback_errors": "Unexpected exceptions caught in EPICS callbacks",
     "pvs_subscribed": "Streams currently configured",
@@ -161,6 +164,10 @@ class Metrics:
             self._http_server = None
 
 
+# Summaries the ESS forwarder sends under another name (as <name>.sum/.count/.average).
+ESS_GRAPHITE_SUMMARIES = {"latency_produce_to_delivery": "send_latency_seconds"}
+
+
 def graphite_lines(sender, snapshot: dict, previous: dict, now: float):
     """Plaintext lines for one push, and the summary state to diff the next push against."""
     lines = []
@@ -172,6 +179,12 @@ def graphite_lines(sender, snapshot: dict, previous: dict, now: float):
             mean = (value["sum"] - before["sum"]) / count if count else 0.0
             lines.append(sender.build_message(f"{name}.count", value["count"], now))
             lines.append(sender.build_message(f"{name}.mean", mean, now))
+            ess = ESS_GRAPHITE_SUMMARIES.get(name)
+            if ess is not None:
+                average = value["sum"] / value["count"] if value["count"] else 0.0
+                lines.append(sender.build_message(f"{ess}.sum", value["sum"], now))
+                lines.append(sender.build_message(f"{ess}.count", value["count"], now))
+                lines.append(sender.build_message(f"{ess}.average", average, now))
             current[name] = value
         else:
             lines.append(sender.build_message(name, value, now))

@@ -1,4 +1,4 @@
-"""One timer thread for every stream: periodic re-sends and connection grace periods.
+"""A timer thread for many keyed timers: periodic re-sends, grace periods, CA value checks.
 
 Thousands of streams each wanting "call me in P ms unless something happens first" would be
 thousands of threads with ``threading.Timer``. Instead a single heap holds at most one live
@@ -89,20 +89,29 @@ class TimerScheduler:
         return fired
 
     def run_due(self, now: float | None = None) -> int:
-        """Run every callback due at ``now`` (default: the clock); return how many ran."""
+        """Run every callback due at ``now`` (default: the clock); return how many ran.
+
+        Checks for ``stop`` before each callback: one that blocks (a CA fetch) must not let
+        the rest of its batch start after ``stop`` gave up waiting for the thread.
+        """
         with self._lock:
             fired = self._collect_due(self._clock() if now is None else now)
+        ran = 0
         for callback in fired:
+            if self._stopped:
+                break
+            ran += 1
             try:
                 callback()
             except Exception:
                 log.exception("Error in a timer callback")
-        return len(fired)
+        return ran
 
     # --- thread ----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="stream-timers", daemon=True)
+    def start(self, name: str = "stream-timers") -> None:
+        """Start the thread (once); ``name`` tells schedulers apart in a thread dump."""
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:

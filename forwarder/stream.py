@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from forwarder.config.streams import StreamSpec
+from forwarder.kafka.stream_counts import StreamCounts
 from forwarder.log_throttle import RateLimitedLog
 from forwarder.metrics import Metrics
 from forwarder.periodic import TimerScheduler
@@ -88,6 +89,7 @@ class Stream:
         self._key = spec.channel.encode("utf-8")
         self._send_alarms = spec.schema not in NO_SEPARATE_ALARM
         self._periodic = spec.periodic
+        self.counts = StreamCounts(spec.channel, spec.topic)
 
         self._lock = threading.Lock()
         self._closed = False
@@ -97,6 +99,8 @@ class Stream:
         self._last_alarm: tuple[int, str] | None = None
         self._last_payload: bytes | None = None
         self._unsupported_logged: set[str] = set()  # kinds of message already logged
+        self._connection = ConnectionStatus.UNKNOWN
+        self._last_update_ns: int | None = None  # EPICS time of the last update sent
         self._resend_key = (self, "resend")
         self._grace_key = (self, "grace")
 
@@ -121,6 +125,18 @@ class Stream:
                 self._arm_resend()
             else:
                 self._timers.cancel(self._resend_key)
+
+    def state(self) -> dict:
+        """What the status message says about this stream beyond its spec."""
+        counts = self.counts
+        last = self._last_update_ns
+        return {
+            "connection": self._connection.value,
+            "last_update_ms": None if last is None else last // NS_PER_MS,
+            "forwarded": counts.forwarded,
+            "dropped": counts.dropped,
+            "error": counts.error,
+        }
 
     # --- EPICS callbacks -------------------------------------------------------------------
 
@@ -147,6 +163,7 @@ class Stream:
                     self._last_ts = None
                 elif status is ConnectionStatus.NEVER_CONNECTED:
                     self._never_connected_sent = True
+                self._connection = status
                 self._send_connection(status, timestamp_ns)
             if status is ConnectionStatus.CONNECTED:
                 self._timers.cancel(self._grace_key)
@@ -181,7 +198,10 @@ class Stream:
 
         payload = self._serialise(self.spec.schema, self._serialiser.serialise, update)
         if payload is not None:
-            self._producer.produce(self.spec.topic, self._key, payload, timestamp_ms)
+            self._producer.produce(
+                self.spec.topic, self._key, payload, timestamp_ms, stream=self.counts
+            )
+            self._last_update_ns = update.timestamp_ns
             self._metrics.observe(
                 "latency_epics_to_produce", max(0, now_ns - update.timestamp_ns) / 1e9
             )
@@ -201,7 +221,9 @@ class Stream:
                     alarm,
                 )
                 if message is not None:
-                    self._producer.produce(self.spec.topic, self._key, message, timestamp_ms)
+                    self._producer.produce(
+                        self.spec.topic, self._key, message, timestamp_ms, stream=self.counts
+                    )
 
     def _send_connection(self, status: ConnectionStatus, timestamp_ns: int) -> None:
         message = self._serialise(
@@ -213,7 +235,13 @@ class Stream:
             self._service_id,
         )
         if message is not None:
-            self._producer.produce(self.spec.topic, self._key, message, timestamp_ns // NS_PER_MS)
+            self._producer.produce(
+                self.spec.topic,
+                self._key,
+                message,
+                timestamp_ns // NS_PER_MS,
+                stream=self.counts,
+            )
 
     def _serialise(self, kind: str, serialise: Callable[..., bytes | None], *args) -> bytes | None:
         """``serialise(*args)``, or None when the schema cannot carry it: an unsendable value
@@ -244,7 +272,9 @@ class Stream:
                 if self._closed or not self._periodic or self._last_payload is None:
                     return
                 now_ms = self._now_ns() // NS_PER_MS
-                self._producer.produce(self.spec.topic, self._key, self._last_payload, now_ms)
+                self._producer.produce(
+                    self.spec.topic, self._key, self._last_payload, now_ms, stream=self.counts
+                )
                 self._arm_resend()
         except Exception:
             self._metrics.inc("callback_errors")
@@ -256,6 +286,7 @@ class Stream:
                 if self._closed or self._connected_seen or self._never_connected_sent:
                     return
                 self._never_connected_sent = True
+                self._connection = ConnectionStatus.NEVER_CONNECTED
                 self._send_connection(ConnectionStatus.NEVER_CONNECTED, self._now_ns())
         except Exception:
             self._metrics.inc("callback_errors")

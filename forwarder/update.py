@@ -39,7 +39,7 @@ class Alarm:
     "LOW", "LOLO", "STATE", "COS", "COMM", "TIMEOUT", "HWLIMIT", "CALC", "SCAN", "LINK",
     "SOFT", "BAD_SUB", "UDF", "DISABLE", "SIMM", "READ_ACCESS", "WRITE_ACCESS", "READ",
     "WRITE"); ``message`` is what al00 carries: the PVA alarm message, or for CA (which has
-    no message) the status name, and "" when there is no alarm.
+    no message) the status name, "NO_ALARM" included (as the ESS forwarder sends it).
     """
 
     severity: Severity = Severity.NO_ALARM

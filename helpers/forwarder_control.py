@@ -27,6 +27,7 @@ from helpers.polling import wait_until
 
 PROTOCOLS = {"PVA": Protocol.PVA, "CA": Protocol.CA, "FAKE": Protocol.FAKE}
 _PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+SEEN_STREAMS = 10  # streams a timeout message names; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -219,9 +220,12 @@ class ForwarderControl:
         if not self.statuses:
             return f"no x5f2 on {self.status_topic} ({len(self.non_status)} other messages)"
         last = self.statuses[-1]
+        streams = sorted(last.streams)
+        shown = streams if len(streams) <= SEEN_STREAMS else [*streams[:SEEN_STREAMS], "..."]
+        # Only a few: a timeout message with 10,000 streams would be hundreds of KB.
         return (
             f"{len(self.statuses)} statuses; newest at {last.kafka_timestamp_ms} lists "
-            f"{sorted(last.streams)}"
+            f"{len(streams)} streams: {shown}"
         )
 
     def close(self) -> None:

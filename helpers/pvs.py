@@ -111,6 +111,16 @@ INT_TABLE_COLUMNS = {"value": np.int64, "timestamp": np.uint64}
 INT_TABLE_INITIAL_VALUES = [10, 20, 30]
 
 
+# Timestamps a test chooses (ioc/test.db): TIME_FROM_LINK (ao, initial value 1) takes its
+# EPICS timestamp from the record its TSEL link points at. Put TSEL (the link text, e.g.
+# ``ioc.pv(TS_OLD) + ".TIME"``) to TS_OLD.TIME (processed once at IOC start) for an old
+# timestamp, to TS_NEW.TIME after a put to TS_NEW for the current time; puts to
+# TIME_FROM_LINK without either keep the same timestamp.
+TIME_FROM_LINK = "TIME_FROM_LINK"
+TS_OLD = "TS_OLD"
+TS_NEW = "TS_NEW"
+
+
 # Load for fault tests (ioc/test.db): COUNTER_COUNT calc records CNT:000 … CNT:099 that each
 # add 1 every 0.1 s while CNT:RUN is 1 (it starts at 0). Over CA and PVA they are doubles.
 COUNTER_RUN = "CNT:RUN"
@@ -122,3 +132,10 @@ def counter_suffixes(count: int = COUNTER_COUNT) -> list[str]:
     if not 0 < count <= COUNTER_COUNT:
         raise ValueError(f"the test IOC has {COUNTER_COUNT} counters, not {count}")
     return [f"CNT:{i:03d}" for i in range(count)]
+
+
+def counter_breaks(values) -> list[tuple[float, float]]:
+    """The (previous, next) pairs of a forwarded counter series that do not step by +1:
+    empty when nothing was lost, duplicated or reordered."""
+    values = [float(v) for v in values]
+    return [(a, b) for a, b in zip(values, values[1:], strict=False) if b != a + 1]

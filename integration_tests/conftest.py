@@ -21,10 +21,20 @@ import pytest
 
 from helpers.rig.api import ForwarderSpec
 from helpers.rig.backend import choose_backend, make_rig
-from helpers.rig.forwarder_build import DEFAULT_BUILD, ensure_build, launch_command
+from helpers.rig.forwarder_build import (
+    DEFAULT_BUILD,
+    BuildNotFound,
+    ForwarderBuild,
+    ensure_build,
+    launch_command,
+    librdkafka_version,
+)
+from integration_tests.contract_levels import ContractLevels, register_markers
 
 _parts_key = pytest.StashKey[list]()
 _choice_key = pytest.StashKey[object]()
+_build_key = pytest.StashKey[object]()
+_librdkafka_key = pytest.StashKey[str]()
 LOG_TAIL_LINES = 40
 FORWARDER_READY_TIMEOUT = 60.0
 
@@ -37,6 +47,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="directory of a local forwarder build (PATH/bin/forwarder, or an ESS-compatible "
         "source checkout with forwarder_launch.py) to test instead of the containerised one",
+    )
+    group.addoption(
+        "--local-build-python",
+        metavar="PATH_TO_PYTHON",
+        default=None,
+        help="with --local-build: the interpreter to run that forwarder with (a venv or conda "
+        "env with its dependencies); default: PATH's own .venv, venv or bin/python",
     )
     group.addoption(
         "--wait-to-attach-debugger",
@@ -66,26 +83,49 @@ def pytest_configure(config: pytest.Config) -> None:
             "--wait-to-attach-debugger needs --local-build PATH: only a forwarder running on "
             "this machine can be attached to"
         )
-    build = config.getoption("--local-build")
-    if build:
-        launch_command(Path(build))  # fail now, with the reason, if PATH is no build
+    config.stash[_build_key] = _local_build(config)
     config.addinivalue_line(
         "markers", "long_running: hours-long soak tests, off by default (-m long_running)"
     )
     config.addinivalue_line("markers", "docker: needs the docker backend")
+    register_markers(config)
+    config.pluginmanager.register(ContractLevels(), "contract-levels")
     # A SIGTERM (CI timeout, `kill`) unwinds like Ctrl-C, so that every fixture still stops
     # what it started.
     signal.signal(signal.SIGTERM, _terminate)
+
+
+def _local_build(config: pytest.Config) -> ForwarderBuild | None:
+    """The --local-build under test, checked now so that a build that cannot run fails the
+    run before any test, saying what was looked for."""
+    path, python = config.getoption("--local-build"), config.getoption("--local-build-python")
+    if python and not path:
+        raise pytest.UsageError("--local-build-python needs --local-build PATH")
+    if not path:
+        return None
+    build = ForwarderBuild(Path(path), Path(python) if python else None)
+    try:
+        launch_command(build)
+    except BuildNotFound as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return build
 
 
 def _terminate(signum, frame):
     raise KeyboardInterrupt(f"pytest received signal {signum}")
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     choice = choose_backend(config.getoption("--backend"))
     config.stash[_choice_key] = choice
-    return f"rig backend: {choice.backend} ({choice.reason})"
+    lines = [f"rig backend: {choice.backend} ({choice.reason})"]
+    build = config.stash.get(_build_key, None)
+    if build is not None:
+        version = librdkafka_version(build)
+        config.stash[_librdkafka_key] = version
+        argv = " ".join(launch_command(build))
+        lines.append(f"forwarder under test: {argv} (librdkafka {version})")
+    return lines
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -133,18 +173,25 @@ def rig(pytestconfig: pytest.Config):
     choice = pytestconfig.stash.get(_choice_key, None) or choose_backend(
         pytestconfig.getoption("--backend")
     )
-    local_build = pytestconfig.getoption("--local-build")
-    build = Path(local_build) if local_build else None
+    build = pytestconfig.stash.get(_build_key, None)
     if build is None and choice.backend == "local":
         reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
         say = reporter.write_line if reporter else print
         say(f"no --local-build on the local backend: testing our own build at {DEFAULT_BUILD}")
         build = ensure_build(DEFAULT_BUILD, log=say)
+        pytestconfig.stash[_librdkafka_key] = librdkafka_version(build)
+        say(f"our build's librdkafka: {pytestconfig.stash[_librdkafka_key]}")
     the_rig = make_rig(
         choice, local_build=build, kafka_bootstrap=pytestconfig.getoption("--kafka-bootstrap")
     )
     yield the_rig
     the_rig.close()
+
+
+@pytest.fixture(scope="session")
+def forwarder_librdkafka(rig, pytestconfig: pytest.Config) -> str | None:
+    """The librdkafka version of the forwarder under test; None for the containerised one."""
+    return pytestconfig.stash.get(_librdkafka_key, None)
 
 
 @pytest.fixture(scope="session")
@@ -276,7 +323,7 @@ def forwarder_factory(request, rig, kafka, epics_network, topics):
         config_topic: str | None = None,
         status_topic: str | None = None,
     ):
-        if sasl and not getattr(kafka, "sasl_bootstrap", None):
+        if sasl and not kafka.sasl_bootstrap:
             pytest.skip("this broker has no SASL listener (an external --kafka-bootstrap)")
         args = list(extra_args) + (["--skip-retrieval"] if skip_retrieval else [])
         spec = ForwarderSpec(

@@ -22,6 +22,7 @@ __all__ = [
     "ini_file",
     "epics_read",
     "epics_write",
+    "stop_broker",
     "storage_topic",
     "forwarder_idle_updates",
     "forwarder_storage",
@@ -168,3 +169,11 @@ def epics_write(name: str, value, timeout: float = 5.0) -> None:
     from helpers.epics_helpers import ca_put
 
     ca_put(name, value, timeout=timeout)
+
+
+def stop_broker(kafka) -> None:
+    """Stop the session's broker for a fault scenario (skips for one the rig does not run).
+    The caller restarts it in ``finally``."""
+    if not kafka.restartable:  # an external --kafka-bootstrap broker cannot be stopped
+        pytest.skip(f"cannot stop this broker: {kafka.name} is not run by the rig")
+    kafka.stop()

@@ -14,7 +14,8 @@ from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType impo
 from helpers.flatbuffers_helpers import describe
 from helpers.forwarder_control import fc00
 from helpers.polling import wait_until
-from integration_tests.forwarder_fixtures import Stream, epics_write
+from helpers.pvs import COUNTER_RUN, counter_breaks, counter_suffixes
+from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write
 
 TIMEOUT = 20.0
 
@@ -44,6 +45,7 @@ def _stopped_while_marker_flows(reader, stopped, marker_reader, marker_pv, marke
     return [m for name in stopped for m in reader.messages("f144", name, since=mark)]
 
 
+@pytest.mark.ess
 def test_duplicate_add_gives_no_duplicate_output(ioc, forwarder, control, outputs, topics):
     name = ioc.pv("DOUBLE")
     topic = topics.new("dup")
@@ -61,6 +63,7 @@ def test_duplicate_add_gives_no_duplicate_output(ioc, forwarder, control, output
     assert _f144_values(reader, name) == [1.5, 2.5, 3.5], reader.seen()
 
 
+@pytest.mark.ess
 def test_same_pv_to_two_topics_gives_two_independent_streams(
     ioc, forwarder, control, outputs, topics
 ):
@@ -76,6 +79,7 @@ def test_same_pv_to_two_topics_gives_two_independent_streams(
         assert _f144_values(reader, name) == [1.5, 4.5], reader.seen()
 
 
+@pytest.mark.ess
 def test_same_pv_with_two_schemas_to_one_topic_gives_two_streams(
     ioc, forwarder, control, outputs, topics
 ):
@@ -90,6 +94,7 @@ def test_same_pv_with_two_schemas_to_one_topic_gives_two_streams(
     _value_of(reader, name, 4.5, schema="f142")
 
 
+@pytest.mark.ess
 def test_remove_by_exact_name_stops_only_that_pv(ioc, forwarder, control, outputs, topics):
     double, long_ = ioc.pv("DOUBLE"), ioc.pv("LONG")
     topic = topics.new("rm")
@@ -105,6 +110,7 @@ def test_remove_by_exact_name_stops_only_that_pv(ioc, forwarder, control, output
     assert not leaked, "removed PV still forwarded: " + "; ".join(map(describe, leaked))
 
 
+@pytest.mark.ess
 def test_remove_with_star_and_question_mark_wildcards(ioc, forwarder, control, outputs, topics):
     pv = ioc.pv
     topic = topics.new("wild")
@@ -145,6 +151,7 @@ def test_remove_with_star_and_question_mark_wildcards(ioc, forwarder, control, o
     assert not leaked, "removed PVs still forwarded: " + "; ".join(map(describe, leaked))
 
 
+@pytest.mark.ess
 def test_remove_by_topic_stops_every_stream_to_that_topic(ioc, forwarder, control, outputs, topics):
     double, long_ = ioc.pv("DOUBLE"), ioc.pv("LONG")
     gone, kept = topics.new("gone"), topics.new("kept")
@@ -171,6 +178,7 @@ def test_remove_by_topic_stops_every_stream_to_that_topic(ioc, forwarder, contro
     )
 
 
+@pytest.mark.ess
 def test_remove_by_channel_and_schema_keeps_the_other_schema(
     ioc, forwarder, control, outputs, topics
 ):
@@ -191,6 +199,7 @@ def test_remove_by_channel_and_schema_keeps_the_other_schema(
     assert not leaked, "removed f142 stream still forwarded: " + "; ".join(map(describe, leaked))
 
 
+@pytest.mark.ess
 def test_removeall_stops_everything(ioc, forwarder, control, outputs, topics):
     double, long_ = ioc.pv("DOUBLE"), ioc.pv("LONG")
     topic, marker_topic = topics.new("all"), topics.new("marker")
@@ -215,6 +224,7 @@ def test_removeall_stops_everything(ioc, forwarder, control, outputs, topics):
     )
 
 
+@pytest.mark.ess
 def test_replace_swaps_the_whole_configuration(ioc, forwarder, control, outputs, topics):
     double, long_, short = ioc.pv("DOUBLE"), ioc.pv("LONG"), ioc.pv("SHORT")
     topic = topics.new("replace")
@@ -239,6 +249,7 @@ def test_replace_swaps_the_whole_configuration(ioc, forwarder, control, outputs,
     assert not leaked, "replaced streams still forwarded: " + "; ".join(map(describe, leaked))
 
 
+@pytest.mark.ess
 def test_invalid_streams_are_skipped_while_valid_ones_in_the_same_add_apply(
     ioc, forwarder, control, outputs, topics
 ):
@@ -264,6 +275,7 @@ def test_invalid_streams_are_skipped_while_valid_ones_in_the_same_add_apply(
     assert forwarder.is_running()
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize(
     "bad",
     [
@@ -293,6 +305,7 @@ def test_broken_config_messages_are_ignored_and_forwarding_goes_on(
     assert forwarder.is_running()
 
 
+@pytest.mark.ess
 def test_truncated_config_message_is_ignored_and_forwarding_goes_on(
     ioc, forwarder, control, outputs, topics
 ):
@@ -316,6 +329,7 @@ def test_truncated_config_message_is_ignored_and_forwarding_goes_on(
         assert channel in (name, ioc.pv("SHORT")), f"garbage stream {channel!r} in status"
 
 
+@pytest.mark.ess
 def test_hundred_adds_back_to_back_all_appear_in_status(
     pv_prefix, forwarder, control, outputs, topics
 ):
@@ -387,3 +401,54 @@ def test_streams_to_illegal_topic_names_are_rejected_by_name(
         seen=lambda: f"not named: {[t[:20] for t in unnamed()]}",
     )
     assert "not a legal Kafka topic name" in forwarder.log_tail(2000)
+
+
+LOAD_COUNTERS = 20
+
+
+def _counter_finals(ioc, names) -> dict[str, float]:
+    """Stop the load counters and read where each one stopped."""
+    epics_write(ioc.pv(COUNTER_RUN), 0)
+    return {name: float(epics_read("CA", None, name)["value"]) for name in names}
+
+
+@pytest.mark.extension
+def test_removing_one_stream_under_load_loses_no_update_of_the_others(
+    ioc, forwarder, control, outputs, topics
+):
+    """The producer is shared by all streams: removing one must not close or flush away
+    what the others have queued or send later."""
+    counters = [ioc.pv(s) for s in counter_suffixes(LOAD_COUNTERS)]
+    kept_topic, gone_topic = topics.new("kept"), topics.new("gone")
+    reader = outputs(kept_topic)
+    kept = [Stream(name, "f144", kept_topic) for name in counters]
+    gone = Stream(ioc.pv("DOUBLE"), "f144", gone_topic)
+    control.add([*kept, gone])
+    control.wait_for_streams([*kept, gone], timeout=TIMEOUT)
+    # The counters have never processed (no valid timestamp) until they run.
+    epics_write(ioc.pv(COUNTER_RUN), 1)
+    try:
+        for name in counters:
+            reader.wait_for_count(4, schema="f144", source=name, timeout=TIMEOUT)
+        since = control.remove(channel=gone.channel)
+        control.wait_for_streams(kept, timeout=TIMEOUT, since_ms=int(since * 1000))
+        mark = reader.mark()
+        for name in counters:
+            reader.wait_for_count(
+                5,
+                schema="f144",
+                source=name,
+                since=mark,
+                timeout=TIMEOUT,
+                what=f"5 updates of {name} after the REMOVE",
+            )
+    finally:
+        finals = _counter_finals(ioc, counters)
+    reader.wait_for(
+        lambda: all(_f144_values(reader, name)[-1:] == [finals[name]] for name in counters),
+        timeout=TIMEOUT,
+        what="every counter's final value",
+    )
+    for name in counters:
+        values = _f144_values(reader, name)
+        assert not counter_breaks(values), f"{name} did not step by +1: {counter_breaks(values)}"

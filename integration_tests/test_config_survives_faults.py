@@ -16,7 +16,7 @@ from streaming_data_types.forwarder_config_update_fc00 import deserialise_fc00
 
 from helpers.forwarder_control import fc00
 from helpers.polling import wait_until
-from integration_tests.forwarder_fixtures import Stream, epics_write, ini_file
+from integration_tests.forwarder_fixtures import Stream, epics_write, ini_file, stop_broker
 
 TIMEOUT = 30.0
 BROKER_DOWN_AT_START_S = 30.0  # the scenario: the broker comes back this long after
@@ -25,6 +25,7 @@ JUNK_MESSAGES = 10_000
 LARGE_CONFIG = 100_000
 SNAPSHOT_HEADER = "forwarder-snapshot"  # see README "Reliability": split snapshots
 READ_TIMEOUT = 120.0
+LARGE_TIMEOUT = 180.0  # for each step with 100,000 streams
 
 
 def _produce(kafka, topic: str, payloads, headers=None) -> None:
@@ -38,14 +39,6 @@ def _produce(kafka, topic: str, payloads, headers=None) -> None:
             producer.poll(0)
     assert producer.flush(TIMEOUT) == 0, f"could not write {len(payloads)} messages to {topic}"
 
-
-def _stop_broker(kafka) -> None:
-    try:
-        kafka.stop()
-    except Exception as error:  # an external --kafka-bootstrap broker cannot be stopped
-        if type(error).__name__ == "BrokerNotSupported":
-            pytest.skip(f"cannot stop this broker: {error}")
-        raise
 
 
 def _log_shows(fwd, pattern: str, timeout: float, what: str) -> None:
@@ -135,7 +128,7 @@ def test_a_forwarder_started_while_the_broker_is_down_restores_and_keeps_the_sto
     _produce(kafka, storage_topic, [fc00(UpdateType.ADD, stored)])  # as an earlier run left it
     config, status = topics.new("config"), topics.new("status")
 
-    _stop_broker(kafka)
+    stop_broker(kafka)
     try:
         fwd = forwarder_factory(
             ini_file("forwarder_storage.ini"),
@@ -239,23 +232,30 @@ def test_a_hundred_thousand_streams_are_stored_and_restored_after_sigkill(
         ],
     )
     slow_fake = ["--fake-pv-period", "3600000"]  # FAKE sources that never tick in the test
+    # Restoring and starting 100,000 streams takes seconds: the first status comes after.
     first = forwarder_factory(
-        ini_file("forwarder_storage.ini"), storage_topic=storage_topic, extra_args=slow_fake
+        ini_file("forwarder_storage.ini"),
+        storage_topic=storage_topic,
+        extra_args=slow_fake,
+        wait_ready=False,
     )
     ctl = control_factory(first)
-    ctl.wait_for_streams(streams, timeout=120.0)
+    ctl.wait_for_streams(streams, timeout=LARGE_TIMEOUT)
     one_more = Stream("BIG:one-more-stream-added-by-command", "f144", data, "FAKE")
     ctl.add([one_more])
-    ctl.wait_for_streams(streams + [one_more], timeout=120.0)
+    ctl.wait_for_streams(streams + [one_more], timeout=LARGE_TIMEOUT)
     wait_until(
         lambda: _newest_stored_size(kafka, storage_topic) == LARGE_CONFIG + 1,
-        timeout=120.0,
+        timeout=LARGE_TIMEOUT,
         what=f"the forwarder's own snapshot of {LARGE_CONFIG + 1} streams on the storage topic",
     )
 
     first.send_signal(signal.SIGKILL)
     first.wait_exit(TIMEOUT)
     second = forwarder_factory(
-        ini_file("forwarder_storage.ini"), storage_topic=storage_topic, extra_args=slow_fake
+        ini_file("forwarder_storage.ini"),
+        storage_topic=storage_topic,
+        extra_args=slow_fake,
+        wait_ready=False,
     )
-    control_factory(second).wait_for_streams(streams + [one_more], timeout=120.0)
+    control_factory(second).wait_for_streams(streams + [one_more], timeout=LARGE_TIMEOUT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.flatbuffers_helpers import describe
-from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read
+from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
 
 TIMEOUT = 30.0
 
@@ -33,6 +33,7 @@ def _wait_status(reader, name, status, since=0):
     )
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_subscribing_to_a_live_pv_sends_ep01_connected(
     protocol, ioc, forwarder, control, outputs, topics
@@ -44,6 +45,7 @@ def test_subscribing_to_a_live_pv_sends_ep01_connected(
     assert "DISCONNECTED" not in _statuses(reader, name), reader.seen()
 
 
+@pytest.mark.extension
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_pv_configured_before_its_ioc_exists_is_never_connected_then_connected(
     protocol, ioc_not_started, epics_network, forwarder, control, outputs, topics
@@ -62,6 +64,7 @@ def test_pv_configured_before_its_ioc_exists_is_never_connected_then_connected(
     assert order.index("NEVER_CONNECTED") < order.index("CONNECTED"), order
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_stopping_the_ioc_sends_disconnected_and_restarting_it_reconnects_with_the_value(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -87,6 +90,7 @@ def test_stopping_the_ioc_sends_disconnected_and_restarting_it_reconnects_with_t
     assert len(control.sent) == sent_before, "the test reconfigured the forwarder"
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_stopping_the_ioc_keeps_the_stream_configured(
     protocol, ioc, forwarder, control, outputs, topics
@@ -99,3 +103,31 @@ def test_stopping_the_ioc_keeps_the_stream_configured(
     control.wait_for_streams(
         [(name, protocol, reader.topic, "f144")], timeout=TIMEOUT, since_ms=since
     )
+
+
+@pytest.mark.ess
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_stream_added_later_on_an_already_watched_pv_gets_connected_and_the_current_value(
+    protocol, ioc, forwarder, control, outputs, topics
+):
+    """A second stream of a PV (another schema and topic) must not depend on the PV's first
+    connection: it gets its own ep01 CONNECTED and the value the PV has now."""
+    name, first = _configure(protocol, ioc, control, outputs, topics)
+    _wait_status(first, name, "CONNECTED")
+    epics_write(name, 3.25)
+    first.wait_for_message(
+        lambda m: m.schema == "f144" and float(m.value) == 3.25,
+        timeout=TIMEOUT,
+        what=f"{name} = 3.25 on the first stream",
+    )
+    later_topic = topics.new("later")
+    later = outputs(later_topic)
+    streams = [
+        Stream(name, "f144", first.topic, protocol),
+        Stream(name, "f142", later_topic, protocol),
+    ]
+    control.add(streams[1:])
+    control.wait_for_streams(streams, timeout=TIMEOUT)
+    _wait_status(later, name, "CONNECTED")
+    current = later.wait_for_count(1, schema="f142", source=name, timeout=TIMEOUT)[0]
+    assert float(current.value) == 3.25, describe(current)

@@ -1,4 +1,4 @@
-"""`python -m helpers.rig.docker_clean` removes the suite's leftovers and nothing else.
+"""`python -m helpers.rig.docker.clean` removes the suite's leftovers and nothing else.
 
 Runs on its own engine resources (a made-up run id), so it never touches the session's rig.
 """
@@ -11,9 +11,12 @@ import uuid
 
 import pytest
 
-from helpers.rig.docker_compose import OWNER_LABEL, RUN_LABEL, SUITE_LABEL, owner_id
-from helpers.rig.engine import engine_answers
+from helpers.rig.docker.compose import OWNER_LABEL, RUN_LABEL, SUITE_LABEL, owner_id
+from helpers.rig.docker.engine import engine_answers
 from helpers.rig.paths import REPO_ROOT
+
+pytestmark = pytest.mark.rig
+
 
 BASE_IMAGE = "forwarder-rig/debian-base:bookworm"
 DEAD_OWNER = "999999999-1"  # no such pid: the owner of a crashed run
@@ -68,7 +71,7 @@ def test_clean_removes_labelled_leftovers_only(image):
         network = docker("network", "create", *suite, f"fwdrig-{run}")
         made.append(("network", network))
 
-        done = subprocess.run([sys.executable, "-m", "helpers.rig.docker_clean", "--run", run],
+        done = subprocess.run([sys.executable, "-m", "helpers.rig.docker.clean", "--run", run],
                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
 

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from integration_tests.forwarder_fixtures import Stream, epics_write
+from integration_tests.forwarder_fixtures import Stream, epics_write, stop_broker
 
 TIMEOUT = 30.0
 OUTAGE_S = 25.0
@@ -20,14 +20,6 @@ LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (WARNING|ERROR|CRITICAL) (\S+): (.*)$"
 )
 
-
-def _stop_broker(kafka) -> None:
-    try:
-        kafka.stop()
-    except Exception as error:  # an external --kafka-bootstrap broker cannot be stopped
-        if type(error).__name__ == "BrokerNotSupported":
-            pytest.skip(f"cannot stop this broker: {error}")
-        raise
 
 
 def _problem_lines(forwarder) -> list[str]:
@@ -59,7 +51,7 @@ def test_an_unreachable_broker_gives_at_most_one_line_per_kind_every_10_s(
     before = set(_problem_lines(forwarder))
     during: dict[str, None] = {}  # lines written during the outage, in order, once each
     started = time.monotonic()
-    _stop_broker(kafka)
+    stop_broker(kafka)
     try:
         # The outage is the scenario: OUTAGE_S s with the PVs changing, the log sampled
         # about once a second (its tail is bounded) so no line goes unseen.

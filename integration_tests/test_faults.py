@@ -4,28 +4,28 @@ stops the forwarding of PVs from other sources."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 
 import pytest
 
 from helpers.flatbuffers_helpers import describe
-from integration_tests.forwarder_fixtures import Stream, epics_write
+from helpers.polling import wait_until
+from helpers.pvs import COUNTER_RUN, counter_breaks, counter_suffixes
+from helpers.rig.api import RigTimeout
+from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write, stop_broker
 
 TIMEOUT = 30.0
 OUTAGE_S = 10.0
 OUTAGE_PUTS = 20
+LOAD_COUNTERS = 20
 
 
-def _stop_broker(kafka) -> None:
-    try:
-        kafka.stop()
-    except Exception as error:  # an external --kafka-bootstrap broker cannot be stopped
-        if type(error).__name__ == "BrokerNotSupported":
-            pytest.skip(f"cannot stop this broker: {error}")
-        raise
+def _f144_values(reader, name) -> list[float]:
+    return [float(m.value) for m in reader.messages("f144", name)]
 
 
+
+@pytest.mark.extension
 def test_updates_made_while_the_broker_is_down_all_arrive_after_it_returns(
     kafka, ioc, forwarder, control, outputs, topics
 ):
@@ -38,7 +38,7 @@ def test_updates_made_while_the_broker_is_down_all_arrive_after_it_returns(
     reader.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
 
     values = [100.0 + i for i in range(OUTAGE_PUTS)]
-    _stop_broker(kafka)
+    stop_broker(kafka)
     try:
         # The outage is the scenario: OUTAGE_S seconds of broker down time with the PV
         # changing all along, paced evenly over the outage.
@@ -65,6 +65,7 @@ def test_updates_made_while_the_broker_is_down_all_arrive_after_it_returns(
     assert during == values, f"outage updates out of order or duplicated: {during}"
 
 
+@pytest.mark.extension
 def test_sigterm_flushes_every_accepted_update_and_exits_zero(
     ioc, forwarder, control, outputs, topics
 ):
@@ -81,7 +82,7 @@ def test_sigterm_flushes_every_accepted_update_and_exits_zero(
     forwarder.send_signal(signal.SIGTERM)
     try:
         code = forwarder.wait_exit(timeout=30.0)
-    except subprocess.TimeoutExpired:
+    except RigTimeout:
         pytest.fail("forwarder still running 30 s after SIGTERM:\n" + forwarder.log_tail(20))
     assert code == 0, f"exit code {code} after SIGTERM:\n{forwarder.log_tail(20)}"
     reader.wait_for(
@@ -93,6 +94,7 @@ def test_sigterm_flushes_every_accepted_update_and_exits_zero(
     assert got == values, f"lost or reordered on SIGTERM: {sorted(set(values) - set(got))}"
 
 
+@pytest.mark.ess
 def test_stopping_the_ioc_does_not_stop_fake_or_table_server_pvs(
     ioc, table_server, epics_network, pv_prefix, forwarder, control, outputs, topics
 ):
@@ -132,3 +134,62 @@ def test_stopping_the_ioc_does_not_stop_fake_or_table_server_pvs(
     table = reader.wait_for_count(1, schema="se00", source=table_pv, since=mark, timeout=TIMEOUT)
     assert table[-1].values.tolist() == [3.25, 4.25], describe(table[-1])
     assert forwarder.is_running()
+
+
+BACKLOG_UPDATES = 10  # per counter, made while the broker is frozen
+FROZEN_AFTER_SIGNAL_S = 1.5
+
+
+@pytest.mark.extension
+def test_sigterm_delivers_the_backlog_held_while_the_broker_was_frozen(
+    kafka, ioc, forwarder, control, outputs, topics
+):
+    """Whatever the forwarder accepted before SIGTERM must reach the topic if the broker
+    answers again within the shutdown bound, even if it was all still queued."""
+    if not kafka.pausable:
+        pytest.skip("the rig cannot freeze this broker (--kafka-bootstrap)")
+    counters = [ioc.pv(s) for s in counter_suffixes(LOAD_COUNTERS)]
+    topic = topics.new("backlog")
+    reader = outputs(topic)
+    streams = [Stream(name, "f144", topic) for name in counters]
+    control.add(streams)
+    control.wait_for_streams(streams, timeout=TIMEOUT)
+    epics_write(ioc.pv(COUNTER_RUN), 1)
+    paused = False
+    try:
+        for name in counters:
+            reader.wait_for_count(3, schema="f144", source=name, timeout=TIMEOUT)
+        kafka.pause()
+        paused = True
+        first = counters[0]
+        frozen_at = float(epics_read("CA", None, first)["value"])
+        wait_until(
+            lambda: float(epics_read("CA", None, first)["value"]) >= frozen_at + BACKLOG_UPDATES,
+            timeout=TIMEOUT,
+            interval=0.1,
+            what=f"{BACKLOG_UPDATES} updates of {first} while the broker is frozen",
+        )
+        epics_write(ioc.pv(COUNTER_RUN), 0)
+        finals = {name: float(epics_read("CA", None, name)["value"]) for name in counters}
+        forwarder.send_signal(signal.SIGTERM)
+        # The fault itself: the broker stays frozen for a while after the signal, well
+        # inside the forwarder's flush bound (app.FLUSH_TIMEOUT_S, 5 s), so the backlog must
+        # be delivered during shutdown, not before it.
+        time.sleep(FROZEN_AFTER_SIGNAL_S)
+    finally:
+        if paused:
+            kafka.resume()
+        epics_write(ioc.pv(COUNTER_RUN), 0)
+    try:
+        code = forwarder.wait_exit(timeout=30.0)
+    except RigTimeout:
+        pytest.fail("forwarder still running 30 s after SIGTERM:\n" + forwarder.log_tail(20))
+    assert code == 0, f"exit code {code} after SIGTERM:\n{forwarder.log_tail(20)}"
+    reader.wait_for(
+        lambda: all(_f144_values(reader, n)[-1:] == [finals[n]] for n in counters),
+        timeout=TIMEOUT,
+        what="the final value of every counter",
+    )
+    for name in counters:
+        values = _f144_values(reader, name)
+        assert not counter_breaks(values), f"{name} did not step by +1: {counter_breaks(values)}"

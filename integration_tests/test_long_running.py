@@ -18,6 +18,9 @@ import pytest
 from helpers.rig.paths import LOG_DIR, run_id
 from integration_tests.forwarder_fixtures import Stream, epics_write
 
+pytestmark = pytest.mark.extension
+
+
 DURATION_S = float(os.environ.get("FORWARDER_SOAK_SECONDS", 4 * 3600))
 SAMPLE_S = float(os.environ.get("FORWARDER_SOAK_SAMPLE_SECONDS", 30))
 RSS_GROWTH_MB = float(os.environ.get("FORWARDER_SOAK_RSS_GROWTH_MB", 50))

@@ -2,6 +2,7 @@
 
 They pin down what the forwarder will see for every test record (types, values, alarms,
 disconnects), so that a forwarder test failing later is known not to be the rig's fault.
+Every server comes from the ``rig``, so each backend's IOC and table server are tested.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import pytest
 from helpers import epics_helpers as eh
 from helpers.polling import wait_until
 from helpers.pvs import BY_SUFFIX, EMPTY_TABLE, TABLE, TABLE_INITIAL_VALUES, TEST_PVS, TestPv
-from helpers.rig.local_ioc import LocalIoc, LocalTableServer
 from helpers.rig.ports import allocate_epics_network
+
+pytestmark = pytest.mark.rig
+
 
 PREFIX = f"RIG{os.getpid()}:"
 TIMEOUT = 15.0  # deadline for anything a test waits for
@@ -31,28 +34,24 @@ CA_STATUS = {"NO_ALARM": 0, "HIHI": 3, "HIGH": 4, "LOLO": 5, "LOW": 6}
 
 
 @pytest.fixture(scope="module")
-def _network():
-    """This process's EPICS network: the one libca already uses, or a fresh one."""
-    network = eh.configured_network()
-    if network is None:
-        network = allocate_epics_network()
-        eh.configure_client_env(network)
-    yield network
+def _network(epics_network):
+    """The rig's EPICS network, which this process's CA/PVA clients use."""
+    yield epics_network
     eh.close_pva_contexts()
 
 
 @pytest.fixture(scope="module")
-def _ioc(_network):
-    ioc = LocalIoc(PREFIX, _network)
+def _ioc(rig, _network):
+    ioc = rig.ioc(PREFIX)
     ioc.start()
     yield ioc
     ioc.stop()
 
 
 @pytest.fixture(scope="module")
-def _tables(_network, _ioc):
+def _tables(rig, _network, _ioc):
     """The table server, on the same network as the running IOC (as in the suite)."""
-    server = LocalTableServer(PREFIX, _network)
+    server = rig.table_server(PREFIX)
     server.start()
     yield server
     server.stop()
@@ -274,9 +273,9 @@ def test_table_put_is_posted_to_monitors(_network, _tables):
 # -- several rigs, restarts, clean exit -------------------------------------------------------
 
 
-def test_two_iocs_with_same_prefix_on_different_networks_do_not_collide(_network, _ioc):
+def test_two_iocs_with_same_prefix_on_different_networks_do_not_collide(rig, _network, _ioc):
     other_network = allocate_epics_network()
-    other = LocalIoc(PREFIX, other_network)
+    other = rig.ioc(PREFIX, other_network)
     other.start()  # CA readiness is checked from a fresh process on the other network
     name = _ioc.pv("DOUBLE")
     try:
@@ -293,8 +292,8 @@ def test_two_iocs_with_same_prefix_on_different_networks_do_not_collide(_network
     assert not other.is_running() and other.returncode == 0
 
 
-def test_second_ioc_on_the_same_network_is_refused(_network, _ioc):
-    second = LocalIoc(PREFIX.replace("RIG", "SECOND"), _network)
+def test_second_ioc_on_the_same_network_is_refused(rig, _network, _ioc):
+    second = rig.ioc(PREFIX.replace("RIG", "SECOND"), _network)
     with pytest.raises(RuntimeError, match="only one IOC per network"):
         second.start()
     assert not second.is_running()
@@ -349,9 +348,13 @@ def test_ioc_restart_is_a_disconnect_then_reconnect_on_ca_and_pva(_network, _ioc
         pva_mon.close()
 
 
-@pytest.mark.parametrize("server_class", [LocalIoc, LocalTableServer])
-def test_stopped_server_exits_0_and_leaves_no_process(_network, _ioc, server_class):
-    server = server_class(PREFIX, allocate_epics_network())
+SERVERS = {"ioc": lambda rig, network: rig.ioc(PREFIX, network),
+           "table_server": lambda rig, network: rig.table_server(PREFIX, network)}
+
+
+@pytest.mark.parametrize("kind", sorted(SERVERS))
+def test_stopped_server_exits_0_and_leaves_no_process(rig, _network, _ioc, kind):
+    server = SERVERS[kind](rig, allocate_epics_network())
     server.start()
     pid = server.pid
     server.stop()

@@ -2,7 +2,8 @@
 
 They pin down what forwarder tests rely on (round trips, auto-created topics, the SASL
 listener and its users, restarts that keep data, brokers side by side), so that a forwarder
-test failing later is known not to be the broker's fault.
+test failing later is known not to be the broker's fault. Every broker comes from the ``rig``,
+so each backend's broker is tested.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from kafka.errors import KafkaTimeoutError, SaslAuthenticationFailedError
 
 from helpers import kafka_helpers as kh
 from helpers.polling import wait_until
-from helpers.rig.api import SASL_USERS
-from helpers.rig.local_kafka import BrokerNotSupported, ExternalKafka, LocalKafka
+from helpers.rig.api import SASL_USERS, BrokerNotSupported
+from helpers.rig.external_kafka import ExternalKafka
+
+pytestmark = pytest.mark.rig
+
 
 TIMEOUT = 30.0  # deadline for anything a test waits for
 MECHANISMS = sorted(SASL_USERS)
@@ -132,7 +136,7 @@ def test_sasl_listener_refuses_clients_without_sasl(_broker):
 
 
 def test_stop_then_start_keeps_messages_and_ports(_broker):
-    if not getattr(_broker, "restartable", True):
+    if not _broker.restartable:
         pytest.skip("this broker cannot be restarted (an external --kafka-bootstrap)")
     topic = kh.unique_topic("survives-restart")
     kh.create_topics(_broker.bootstrap, [topic])
@@ -155,8 +159,8 @@ def test_stop_then_start_keeps_messages_and_ports(_broker):
     ]
 
 
-def test_two_brokers_side_by_side_do_not_collide(_broker):
-    second = LocalKafka()
+def test_two_brokers_side_by_side_do_not_collide(rig, _broker):
+    second = rig.new_kafka()
     try:
         second.start()
         first_ports = {_broker.bootstrap, _broker.sasl_bootstrap}
@@ -177,17 +181,18 @@ def test_two_brokers_side_by_side_do_not_collide(_broker):
     finally:
         second.close()
     assert not second.is_running()
-    assert second.data_dir is None
+    assert not second.has_storage
     assert _broker.is_running()
 
 
-def test_a_broker_that_cannot_start_fails_with_its_log(_broker):
-    broken = LocalKafka()
+def test_a_broker_that_cannot_start_fails_with_its_log(rig, _broker):
+    broken = rig.new_kafka()
     # Hold the broker's own port so that it cannot bind it.
+    host, port = broken.bootstrap.rsplit(":", 1)
     blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
     try:
-        blocker.bind((broken.host, broken.ports.plaintext))
+        blocker.bind((host, int(port)))
         blocker.listen()
         with pytest.raises(RuntimeError, match=r"(?s)exited.*before it was ready.*log"):
             broken.start()

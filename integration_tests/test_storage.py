@@ -63,6 +63,7 @@ def _stays_empty(ctl, statuses=2):
     assert not listed, f"a forwarder that should start empty lists streams: {listed}"
 
 
+@pytest.mark.ess
 def test_configuration_is_restored_on_restart_and_stored_again(
     ioc, forwarder_factory, control_factory, outputs, topics, storage_topic
 ):
@@ -96,6 +97,7 @@ def test_configuration_is_restored_on_restart_and_stored_again(
     _wait_stored(storage, streams, since_ms=restart_ms)
 
 
+@pytest.mark.ess
 def test_skip_retrieval_starts_empty_despite_a_stored_configuration(
     ioc, forwarder_factory, control_factory, outputs, topics, storage_topic
 ):
@@ -119,6 +121,7 @@ def _produce(kafka, topic, payloads):
         writer.close()
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("layout", ["junk-before-valid", "junk-after-valid", "junk-around-valid"])
 def test_junk_on_the_storage_topic_is_skipped_and_the_valid_configuration_restored(
     layout, kafka, ioc, forwarder_factory, control_factory, outputs, topics, storage_topic
@@ -139,6 +142,7 @@ def test_junk_on_the_storage_topic_is_skipped_and_the_valid_configuration_restor
     reader.wait_for_count(1, schema="f144", source=ioc.pv("DOUBLE"), timeout=TIMEOUT)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("content", ["empty", "junk-only"])
 def test_storage_topic_without_a_valid_configuration_starts_empty_and_accepts_commands(
     content, kafka, ioc, forwarder_factory, control_factory, outputs, topics, storage_topic
@@ -156,3 +160,22 @@ def test_storage_topic_without_a_valid_configuration_starts_empty_and_accepts_co
         1, schema="f144", source=stream.channel, timeout=TIMEOUT
     )[0]
     assert float(message.value) == 1.5, describe(message)
+
+
+@pytest.mark.ess
+def test_after_removeall_a_restart_restores_nothing(
+    ioc, forwarder_factory, control_factory, outputs, topics, storage_topic
+):
+    """REMOVEALL is a configuration too: storage must hold the empty one, so that a restart
+    does not bring back streams that were removed."""
+    streams = _streams(ioc, topics.new("data"))
+    first, storage = _start_and_configure(
+        forwarder_factory, control_factory, outputs, storage_topic, streams
+    )
+    ctl = control_factory(first)
+    since = ctl.remove_all()
+    ctl.wait_for_streams([], timeout=TIMEOUT, since_ms=int(since * 1000))
+    _wait_stored(storage, [], since_ms=int(since * 1000))
+    first.stop()
+    second = forwarder_factory(ini_file("forwarder_storage.ini"), storage_topic=storage_topic)
+    _stays_empty(control_factory(second))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from helpers.flatbuffers_helpers import describe, values_equal
+from helpers.pvs import TIME_FROM_LINK, TS_NEW, TS_OLD
 from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
 
 TIMEOUT = 20.0
@@ -31,7 +32,7 @@ class Case:
 
 
 # Initial values are those of ioc/test.db. CA has no 64-bit integers (INT64 arrives as
-# double) and carries enums as 16-bit indices and chars as unsigned bytes.
+# double) and carries enums as unsigned 16-bit indices (DBR_ENUM) and chars as unsigned bytes.
 NUMERIC = (
     Case("DOUBLE", 1.5, (2.25, -3.75), ("Double", np.float64), ("Double", np.float64)),
     Case("FLOAT", 2.5, (3.5, -0.25), ("Float", np.float32), ("Float", np.float32)),
@@ -51,8 +52,8 @@ NUMERIC = (
         ("ArrayUByte", np.uint8),
         ("ArrayByte", np.int8),
     ),
-    Case("MBBO", 1, (2, 3), ("Short", np.int16), ("Int", np.int32)),
-    Case("BO", 0, (1, 0), ("Short", np.int16), ("Int", np.int32)),
+    Case("MBBO", 1, (2, 3), ("UShort", np.uint16), ("Int", np.int32)),
+    Case("BO", 0, (1, 0), ("UShort", np.uint16), ("Int", np.int32)),
     Case(
         "DOUBLE_ARRAY",
         [1.5, 2.5, 3.5],
@@ -188,6 +189,7 @@ def _later_puts_arrive_in_order(protocol, schema, cases, ioc, epics_network, rea
     assert not problems, f"{schema} over {protocol}:\n" + "\n".join(problems)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_f144_initial_value_of_every_numeric_record_type_is_exact(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -198,6 +200,7 @@ def test_f144_initial_value_of_every_numeric_record_type_is_exact(
     _initial_values_are_exact(protocol, "f144", NUMERIC, ioc, epics_network, reader)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_f144_later_puts_of_every_numeric_record_type_arrive_in_order(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -208,6 +211,7 @@ def test_f144_later_puts_of_every_numeric_record_type_arrive_in_order(
     _later_puts_arrive_in_order(protocol, "f144", NUMERIC, ioc, epics_network, reader)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_f142_initial_value_of_every_record_type_including_strings_is_exact(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -219,6 +223,7 @@ def test_f142_initial_value_of_every_record_type_including_strings_is_exact(
     _initial_values_are_exact(protocol, "f142", cases, ioc, epics_network, reader)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_f142_later_puts_of_every_record_type_including_strings_arrive_in_order(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -230,6 +235,7 @@ def test_f142_later_puts_of_every_record_type_including_strings_arrive_in_order(
     _later_puts_arrive_in_order(protocol, "f142", cases, ioc, epics_network, reader)
 
 
+@pytest.mark.ess
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_f142_messages_without_alarm_carry_no_alarm_status_and_severity(
     protocol, ioc, epics_network, forwarder, control, outputs, topics
@@ -245,3 +251,75 @@ def test_f142_messages_without_alarm_carry_no_alarm_status_and_severity(
         if (m.alarm_status, m.alarm_severity) != ("NO_ALARM", "NO_ALARM")
     ]
     assert not wrong, "f142 of records in no alarm state carry an alarm:\n" + "\n".join(wrong)
+
+
+# Multi-element waveforms given one element: (suffix, value, CA union member, PVA member).
+ONE_ELEMENT = (
+    ("DOUBLE_ARRAY", 6.5, "Double", "Double"),
+    ("LONG_ARRAY", 7, "Int", "Int"),
+    ("CHAR_WAVEFORM", 65, "UByte", "Byte"),
+)
+
+
+@pytest.mark.ess
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_one_element_put_to_a_waveform_arrives_as_a_scalar(
+    protocol, ioc, forwarder, control, outputs, topics
+):
+    """A waveform holding one element is a scalar to consumers (the ESS forwarder squeezes
+    it), over CA and PVA alike."""
+    topic = topics.new("one")
+    reader = outputs(topic)
+    streams = [Stream(ioc.pv(suffix), "f144", topic, protocol) for suffix, *_ in ONE_ELEMENT]
+    control.add(streams)
+    control.wait_for_streams(streams, timeout=TIMEOUT)
+    for stream in streams:
+        reader.wait_for_count(1, schema="f144", source=stream.channel, timeout=TIMEOUT)
+    for suffix, value, _, _ in ONE_ELEMENT:
+        epics_write(ioc.pv(suffix), [value])
+    problems = []
+    for suffix, value, ca_type, pva_type in ONE_ELEMENT:
+        message = reader.wait_for_count(2, schema="f144", source=ioc.pv(suffix), timeout=TIMEOUT)[1]
+        expected = ca_type if protocol == "CA" else pva_type
+        if message.value_type != expected or np.ndim(message.value) != 0:
+            problems.append(f"{suffix}: expected a {expected} scalar -- {describe(message)}")
+        elif float(message.value) != value:
+            problems.append(f"{suffix}: value {message.value!r}, expected {value}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.extension
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_update_not_newer_than_the_last_forwarded_one_is_dropped_and_the_next_newer_is_sent(
+    protocol, ioc, forwarder, control, outputs, topics
+):
+    """Consumers rely on time order per PV: an update with the same or an older EPICS
+    timestamp than the last one forwarded is dropped (the ESS forwarder drops only older
+    ones), and forwarding goes on with the next newer one."""
+    name, link = ioc.pv(TIME_FROM_LINK), ioc.pv(TIME_FROM_LINK) + ".TSEL"
+    old_time, new_time = ioc.pv(TS_OLD) + ".TIME", ioc.pv(TS_NEW) + ".TIME"
+    topic = topics.new("order")
+    reader = outputs(topic)
+    stream = Stream(name, "f144", topic, protocol)
+    control.add([stream])
+    control.wait_for_streams([stream], timeout=TIMEOUT)
+    reader.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
+
+    def put(value, time_from=None):
+        if time_from is not None:
+            if time_from == new_time:
+                epics_write(ioc.pv(TS_NEW), value)  # TS_NEW gets the current time
+            epics_write(link, time_from)
+        epics_write(name, value)
+        return epics_read("CA", None, name)["timestamp_ns"]
+
+    stamps = {2: put(2, new_time), 3: put(3), 4: put(4, old_time), 5: put(5, new_time)}
+    # The rig made the timestamps the test needs:
+    assert stamps[3] == stamps[2] and stamps[4] < stamps[2] < stamps[5], stamps
+    reader.wait_for_message(
+        lambda m: m.schema == "f144" and float(m.value) == 5,
+        timeout=TIMEOUT,
+        what=f"{name} = 5 (newer again)",
+    )
+    got = [float(m.value) for m in reader.messages("f144", name)]
+    assert got == [1, 2, 5], f"forwarded {got}; timestamps {stamps}"

@@ -1,6 +1,6 @@
 """Start the rig's single-node KRaft broker inside its container.
 
-The configuration is made on the host by helpers/rig/local_kafka.py (the same one the local
+The configuration is made on the host by helpers/rig/broker_config.py (the same one the local
 backend's broker runs) and mounted at /etc/kafka-rig: ``server.properties`` and
 ``format-args`` (the StorageTool arguments, one a line, including the SCRAM users, which
 KRaft needs in its metadata before the first start). The data dir is formatted once, so a
@@ -35,7 +35,7 @@ def main() -> int:
     properties = CONF / "server.properties"
     if not properties.is_file():
         print(f"kafka_entry: no {properties}: mount the config made by "
-              "`python -m helpers.rig.local_kafka properties`", file=sys.stderr)
+              "`python -m helpers.rig.broker_config properties`", file=sys.stderr)
         return 2
     if not all((d / "meta.properties").is_file() for d in log_dirs(properties)):
         args = (CONF / "format-args").read_text().splitlines()

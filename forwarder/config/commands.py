@@ -20,9 +20,8 @@ from streaming_data_types.fbschemas.forwarder_config_update_fc00.Protocol import
     Protocol as Fc00Protocol,
 )
 from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
-from streaming_data_types.forwarder_config_update_fc00 import deserialise_fc00
 
-from forwarder.config.fc00_check import check_fc00
+from forwarder.config.fc00_check import read_fc00
 from forwarder.config.streams import StreamPattern, StreamSpec
 from forwarder.serialise import valid_schemas
 
@@ -76,10 +75,7 @@ def parse_command(
         warn("Ignoring %s with schema id %r (expected fc00)", origin, schema_id)
         return None
     try:
-        check_fc00(payload)
-        update = deserialise_fc00(payload)
-        change = update.config_change
-        streams = list(update.streams)
+        change, streams = read_fc00(payload)
     except Exception as error:  # corrupt FlatBuffers raise anything from struct to unicode
         warn("Ignoring %s: malformed fc00 (%s: %s)", origin, type(error).__name__, error)
         return None
@@ -181,18 +177,22 @@ class ConfigController:
             if command.kind in (CommandKind.REMOVE_ALL, CommandKind.REPLACE):
                 removed = self._streams.remove_all()
                 log.info("%s: removed all %d streams", command.kind.name, len(removed))
+            lines = _StreamLines()
             for pattern in command.patterns:
                 removed = self._streams.remove(pattern)
                 if removed:
                     for spec in removed:
-                        log.info("Removed stream %s", describe(spec))
+                        lines.say("removed", "Removed stream %s", describe(spec))
                 else:
                     log.info("REMOVE matched no stream: %s", describe(pattern))
             for spec in command.specs:
                 if self._streams.add(spec):
-                    log.info("Added stream %s periodic=%s", describe(spec), spec.periodic)
+                    lines.say(
+                        "added", "Added stream %s periodic=%s", describe(spec), spec.periodic
+                    )
                 else:
-                    log.info("Stream already configured: %s", describe(spec))
+                    lines.say("already configured", "Stream already configured: %s", describe(spec))
+            lines.summarise(command.kind.name)
             if notify:
                 current = list(self._streams.specs())
                 for listener in self._listeners:
@@ -201,3 +201,28 @@ class ConfigController:
                     except Exception:
                         log.exception("Failed to report the new configuration")
         return True
+
+
+class _StreamLines:
+    """One INFO line per stream for the first few of a command, then counts: a command of
+    100,000 streams would otherwise spend most of its time writing the log."""
+
+    EACH_UP_TO = 100
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def say(self, outcome: str, msg: str, *args: object) -> None:
+        count = self._counts[outcome] = self._counts.get(outcome, 0) + 1
+        if count <= self.EACH_UP_TO:
+            log.info(msg, *args)
+
+    def summarise(self, kind: str) -> None:
+        unlisted = {o: n - self.EACH_UP_TO for o, n in self._counts.items() if n > self.EACH_UP_TO}
+        if unlisted:
+            log.info(
+                "%s: %s (the first %d of each listed above)",
+                kind,
+                ", ".join(f"{n} streams {o}" for o, n in self._counts.items()),
+                self.EACH_UP_TO,
+            )

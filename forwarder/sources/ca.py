@@ -16,17 +16,20 @@ explicitly. As a safety net, a channel that is connected but has had no value af
 INITIAL_VALUE_DEADLINE_S fetches one with a DBR_TIME get from the factory's timer thread
 (never from a libca callback thread or the caller of start()); the stream layer rejects
 a later monitor event with the same EPICS timestamp, so nothing is forwarded twice.
+
+The factory's two threads: a ``TimerScheduler`` of its own for those checks (a fetch may
+block for FETCH_TIMEOUT_S, so it must not delay the streams' timers), and a one-worker
+executor that replays the current state to sources joining a connected channel, in order.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
-import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+from forwarder.periodic import TimerScheduler
 from forwarder.sources.base import ConnectionCallback, UpdateCallback
 from forwarder.sources.ca_convert import TIME_OFFSET, update_from_ca
 from forwarder.sources.delivery import Delivery
@@ -38,6 +41,9 @@ log = logging.getLogger(__name__)
 INITIAL_VALUE_DEADLINE_S = 2.0
 # Seconds the fetch waits for the IOC's answer.
 FETCH_TIMEOUT_S = 2.0
+# The factory's threads, as a thread dump shows them.
+TIMER_THREAD_NAME = "ca-timers"
+REPLAY_THREAD_NAME = "ca-replay"
 
 
 def _ca():
@@ -50,7 +56,7 @@ def _ca():
 class _Channel:
     """One CA channel and its subscription, shared by the sources of one PV name."""
 
-    def __init__(self, name: str, timers: _Timers | None = None):
+    def __init__(self, name: str, timers: TimerScheduler | None = None):
         self.name = name
         self._timers = timers
         self._lock = threading.Lock()
@@ -70,7 +76,7 @@ class _Channel:
         self._chid = ca.create_channel(self.name, connect=False, callback=self._on_connection)
         ca.flush_io()
 
-    def add(self, delivery: Delivery, replayer: _Replayer) -> None:
+    def add(self, delivery: Delivery, replayer: ThreadPoolExecutor) -> None:
         """A source joining a connected channel gets CONNECTED and the latest value.
 
         They come from the replay thread, never from the caller of start(), and before any
@@ -80,17 +86,21 @@ class _Channel:
             if not self._connected:
                 self._deliveries.append(delivery)
                 return
-        replayer.submit(lambda: self._join(delivery))
+        replayer.submit(self._join, delivery)
 
     def _join(self, delivery: Delivery) -> None:
-        with self._lock:
-            if delivery.closed:
-                return
-            if self._connected:
-                delivery.deliver_connection(ConnectionStatus.CONNECTED)
-                if self._last_update is not None:
-                    delivery.deliver_update(self._last_update)
-            self._deliveries.append(delivery)
+        # The executor would keep an exception in a future nobody reads: log it here.
+        try:
+            with self._lock:
+                if delivery.closed:
+                    return
+                if self._connected:
+                    delivery.deliver_connection(ConnectionStatus.CONNECTED)
+                    if self._last_update is not None:
+                        delivery.deliver_update(self._last_update)
+                self._deliveries.append(delivery)
+        except Exception:
+            log.exception("CA replay failed")
 
     def remove(self, delivery: Delivery) -> bool:
         """Returns True when no source is left (close() also silences any still there)."""
@@ -136,8 +146,12 @@ class _Channel:
             if conn:
                 self._subscribe(chid)
                 if self._timers is not None:
-                    self._timers.call_later(
-                        INITIAL_VALUE_DEADLINE_S, lambda: self.check_value(generation)
+                    # One check per channel: a newer connection's replaces an older one's,
+                    # which would find its generation stale and do nothing anyway.
+                    self._timers.set(
+                        self,
+                        self._timers.now() + INITIAL_VALUE_DEADLINE_S,
+                        lambda: self.check_value(generation),
                     )
         except Exception:
             log.exception("CA connection callback failed for %s", self.name)
@@ -227,77 +241,9 @@ class _Channel:
         )
 
 
-class _Timers:
-    """One thread that runs jobs at their deadlines, started on first use."""
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._heap: list = []
-        self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def call_later(self, delay: float, job) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ca-timers", daemon=True)
-                self._thread.start()
-            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), job))
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if self._closed:
-                        return
-                    now = time.monotonic()
-                    if self._heap and self._heap[0][0] <= now:
-                        job = heapq.heappop(self._heap)[2]
-                        break
-                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
-            try:
-                job()
-            except Exception:
-                log.exception("CA timer job failed")
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._heap.clear()
-            self._cond.notify()
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=FETCH_TIMEOUT_S + 3)
-
-
-class _Replayer:
-    """One thread that brings sources joining an already connected channel up to date."""
-
-    def __init__(self):
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, job) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="ca-replay", daemon=True)
-            self._thread.start()
-        self._queue.put(job)
-
-    def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            try:
-                job()
-            except Exception:
-                log.exception("CA replay failed")
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=5)
-            self._thread = None
+def _name_replay_thread() -> None:
+    """The executor's worker goes by the one name, as the threads of the factory do."""
+    threading.current_thread().name = REPLAY_THREAD_NAME
 
 
 class CaSource:
@@ -326,8 +272,10 @@ class CaSourceFactory:
         self._channels: dict[str, _Channel] = {}
         self._started = False
         self._closed = False
-        self._replayer = _Replayer()  # used under self._lock only
-        self._timers = _Timers()
+        # Used under self._lock only, so nothing is submitted after shutdown. Its worker
+        # starts with the first replay, the timer thread with libca; close() stops both.
+        self._replayer = ThreadPoolExecutor(max_workers=1, initializer=_name_replay_thread)
+        self._timers = TimerScheduler()
 
     def create(
         self, channel: str, on_update: UpdateCallback, on_connection: ConnectionCallback
@@ -345,6 +293,7 @@ class CaSourceFactory:
                     ca = _ca()
                     if ca.libca is None:
                         ca.initialize_libca()  # PREEMPTIVE_CALLBACK is pyepics' default
+                    self._timers.start(TIMER_THREAD_NAME)
                     self._started = True
                 ch = self._channels[delivery.channel] = _Channel(delivery.channel, self._timers)
                 ch.open()
@@ -365,8 +314,8 @@ class CaSourceFactory:
             channels, self._channels = list(self._channels.values()), {}
             started, self._started = self._started, False
             self._closed = True
-            self._replayer.close()
-        self._timers.close()
+            self._replayer.shutdown(wait=True)  # replays already submitted run first
+        self._timers.stop()
         for ch in channels:
             ch.close()
         if started:

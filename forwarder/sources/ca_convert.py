@@ -19,12 +19,12 @@ TIME_OFFSET = 14
 # Seconds from the Unix epoch to the EPICS epoch (1990-01-01 UTC).
 EPICS_EPOCH_OFFSET_S = 631_152_000
 
-# The numpy type of each native CA type. Enums are sent as their index: np.int16 as CA's
-# DBR_ENUM is 16 bits (f144 has no unsigned short index type in the ESS forwarder either).
+# The numpy type of each native CA type. Enums are sent as their index: np.uint16, as CA's
+# DBR_ENUM is an unsigned 16-bit integer (the ESS forwarder sends UShort too).
 NUMPY_TYPES: dict[int, type[np.generic]] = {
     DBR_SHORT: np.int16,
     DBR_FLOAT: np.float32,
-    DBR_ENUM: np.int16,
+    DBR_ENUM: np.uint16,
     DBR_CHAR: np.uint8,
     DBR_LONG: np.int32,
     DBR_DOUBLE: np.float64,
@@ -44,9 +44,10 @@ def severity_of(severity: int) -> Severity:
 
 
 def alarm_of(status: int, severity: int) -> Alarm:
-    """CA has no alarm message: the status name stands in for it ("" when NO_ALARM)."""
+    """CA has no alarm message: the status name stands in for it, "NO_ALARM" included, as
+    the ESS forwarder sends it."""
     name = ca_status_name(status)
-    return Alarm(severity_of(severity), name, "" if name == "NO_ALARM" else name)
+    return Alarm(severity_of(severity), name, name)
 
 
 def timestamp_ns(posixseconds: int, nanoseconds: int) -> int:

@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from streaming_data_types.status_x5f2 import serialise_x5f2
@@ -36,21 +36,32 @@ class MessageSink(Protocol):
     def produce(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int) -> None: ...
 
 
-def _stream_entries(specs: Sequence[StreamSpec]) -> list[dict]:
-    return [
-        {
+StreamState = Callable[[StreamSpec], Mapping[str, object]]
+
+
+def _stream_entries(
+    specs: Sequence[StreamSpec], stream_state: StreamState | None = None
+) -> list[dict]:
+    """Every configured stream, in a stable order: the ESS keys first, then what this
+    forwarder knows of the stream (connection, last update, forwarded, dropped, error) as
+    extra keys, so consumers that read only the ESS keys keep working."""
+    entries = []
+    for s in sorted(specs, key=lambda s: s.key):
+        entry = {
             "channel_name": s.channel,
             "protocol": s.protocol,
             "output_topic": s.topic,
             "schema": s.schema,
         }
-        for s in sorted(specs, key=lambda s: s.key)
-    ]
+        if stream_state is not None:
+            entry.update(stream_state(s))
+        entries.append(entry)
+    return entries
 
 
-def status_json(specs: Sequence[StreamSpec]) -> str:
-    """The status_json field: every configured stream, in a stable order."""
-    return json.dumps({"streams": _stream_entries(specs)})
+def status_json(specs: Sequence[StreamSpec], stream_state: StreamState | None = None) -> str:
+    """The status_json field as one string, however large."""
+    return json.dumps({"streams": _stream_entries(specs, stream_state)})
 
 
 def status_json_parts(
@@ -99,6 +110,7 @@ class StatusReporter:
         clock: Callable[[], float] = time.monotonic,
         host_name: str | None = None,
         process_id: int | None = None,
+        stream_state: StreamState | None = None,
         extra: Callable[[], dict] | None = None,
     ):
         self._sink = sink
@@ -110,17 +122,19 @@ class StatusReporter:
         self._host_name = host_name if host_name is not None else socket.gethostname()
         self._process_id = process_id if process_id is not None else os.getpid()
         self._next_due: float | None = None
+        self._stream_state = stream_state
         self._cycle = 0
         self._extra = extra  # more top-level status_json keys (e.g. a group member's identity)
 
     def message(self, specs: Sequence[StreamSpec]) -> bytes:
         """The status as one message (however large)."""
-        return self._x5f2(status_json(specs))
+        return self._x5f2(status_json(specs, self._stream_state))
 
     def messages(self, specs: Sequence[StreamSpec]) -> list[bytes]:
         """The status as messages that each fit the broker's default limit."""
         self._cycle += 1
-        return [self._x5f2(part) for part in status_json_parts(_stream_entries(specs), self._cycle)]
+        entries = _stream_entries(specs, self._stream_state)
+        return [self._x5f2(part) for part in status_json_parts(entries, self._cycle)]
 
     def _x5f2(self, json_text: str) -> bytes:
         if self._extra is not None:

@@ -1,8 +1,9 @@
 """What a test may rely on, whichever backend (local processes or docker) runs the parts.
 
-Tests only ever see these protocols through the ``kafka``, ``ioc``, ``table_server`` and
-``forwarder`` fixtures; the backends in ``helpers.rig.local`` and ``helpers.rig.docker``
-implement them.
+Tests only ever see these protocols through the ``rig``, ``kafka``, ``ioc``, ``table_server``
+and ``forwarder`` fixtures; the backends in ``helpers.rig.local`` and ``helpers.rig.docker``
+implement them. What a part can or cannot do (be restarted, offer SASL) is part of its
+protocol, so a test asks the part instead of guessing from attributes or exception names.
 """
 
 from __future__ import annotations
@@ -12,12 +13,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from helpers.polling import WaitTimeout
+
 # SASL users the broker always has: mechanism -> (user, password).
 SASL_USERS: Mapping[str, tuple[str, str]] = {
     "PLAIN": ("fwd-plain", "plain-secret"),
     "SCRAM-SHA-256": ("fwd-scram256", "scram256-secret"),
     "SCRAM-SHA-512": ("fwd-scram512", "scram512-secret"),
 }
+
+
+class RigTimeout(WaitTimeout):
+    """A part of the rig did not do in time what it was asked to (e.g. a forwarder did not
+    exit), whichever backend runs it: tests catch this one exception."""
+
+
+class BrokerNotSupported(RuntimeError):
+    """The operation (start, stop, restart) is not possible on this broker (see
+    ``KafkaBroker.restartable``)."""
 
 
 @dataclass(frozen=True)
@@ -89,13 +102,27 @@ class Service(Protocol):
 class KafkaBroker(Service, Protocol):
     """A single-node KRaft broker with a PLAINTEXT and a SASL_PLAINTEXT listener."""
 
+    # False for a broker the rig does not run (--kafka-bootstrap): start, stop and restart
+    # raise BrokerNotSupported.
+    restartable: bool
+    # False where the rig cannot freeze the broker; pause and resume then raise
+    # BrokerNotSupported.
+    pausable: bool
+
+    def pause(self) -> None:
+        """Freeze the broker: connections stay open but nothing is answered, so clients
+        queue instead of failing over; ``resume`` carries on where it stopped."""
+
+    def resume(self) -> None: ...
+
     @property
     def bootstrap(self) -> str:
         """host:port of the PLAINTEXT listener, as seen from the test process."""
 
     @property
-    def sasl_bootstrap(self) -> str:
-        """host:port of the SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)."""
+    def sasl_bootstrap(self) -> str | None:
+        """host:port of the SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512),
+        or None when the rig knows of none (--kafka-bootstrap)."""
 
     @property
     def forwarder_bootstrap(self) -> str:
@@ -103,7 +130,15 @@ class KafkaBroker(Service, Protocol):
         unless the forwarder runs in a container)."""
 
     @property
-    def forwarder_sasl_bootstrap(self) -> str: ...
+    def forwarder_sasl_bootstrap(self) -> str | None: ...
+
+    @property
+    def has_storage(self) -> bool:
+        """Whether the broker's data (its topics) still exists; a stop keeps it, close not."""
+
+    def close(self) -> None:
+        """Final stop: the broker is stopped and its data removed (nothing, for a broker the
+        rig does not run)."""
 
 
 class Ioc(Service, Protocol):
@@ -115,6 +150,14 @@ class Ioc(Service, Protocol):
     def pv(self, suffix: str) -> str:
         """Full PV name of a record, e.g. pv("DOUBLE") -> "T12:DOUBLE"."""
 
+    @property
+    def pid(self) -> int | None:
+        """The server's pid on this machine (containers share the host's pid namespace)."""
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit code of the last run (None while running or never started)."""
+
 
 class TableServer(Service, Protocol):
     """A p4p server serving NTTable PVs under ``prefix``."""
@@ -123,6 +166,12 @@ class TableServer(Service, Protocol):
     network: EpicsNetwork
 
     def pv(self, suffix: str) -> str: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def returncode(self) -> int | None: ...
 
 
 @dataclass
@@ -140,6 +189,8 @@ class ForwarderSpec:
 
 class Forwarder(Service, Protocol):
     spec: ForwarderSpec
+    # The service id the rig started it with; its x5f2 status messages carry it.
+    service_id: str
 
     @property
     def pid(self) -> int | None: ...
@@ -147,7 +198,8 @@ class Forwarder(Service, Protocol):
     def send_signal(self, sig: int) -> None: ...
 
     def wait_exit(self, timeout: float) -> int:
-        """Wait for the process to exit by itself; return its exit code."""
+        """Wait for the process to exit by itself; return its exit code (128+N when signal N
+        ended it in a container). Raises RigTimeout when it still runs after ``timeout``."""
 
 
 class Rig(Protocol):
@@ -161,11 +213,16 @@ class Rig(Protocol):
     def kafka(self) -> KafkaBroker:
         """The session's broker, started."""
 
-    def ioc(self, prefix: str) -> Ioc:
-        """A new IOC with ``prefix``, not started yet."""
+    def new_kafka(self) -> KafkaBroker:
+        """Another broker of this backend on ports of its own, not started yet (for tests of
+        brokers side by side); the rig closes it at the latest when it closes."""
 
-    def table_server(self, prefix: str) -> TableServer:
-        """A new NTTable server with ``prefix``, not started yet."""
+    def ioc(self, prefix: str, network: EpicsNetwork | None = None) -> Ioc:
+        """A new IOC with ``prefix`` on ``network`` (default: the rig's), not started yet."""
+
+    def table_server(self, prefix: str, network: EpicsNetwork | None = None) -> TableServer:
+        """A new NTTable server with ``prefix`` on ``network`` (default: the rig's), not
+        started yet."""
 
     def forwarder(self, spec: ForwarderSpec) -> Forwarder:
         """A new forwarder for ``spec``, not started yet."""

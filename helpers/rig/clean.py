@@ -29,7 +29,7 @@ def remove_logs(log=print) -> None:
 
 def clean_docker(images: bool, log=print) -> None:
     try:
-        from helpers.rig.engine import engine_answers
+        from helpers.rig.docker.engine import engine_answers
     except ImportError as exc:
         log(f"clean: the docker backend is not installed ({exc})")
         return
@@ -37,7 +37,7 @@ def clean_docker(images: bool, log=print) -> None:
     if not ok:
         log(f"clean: no docker resources to look at ({why})")
         return
-    from helpers.rig.docker_clean import clean
+    from helpers.rig.docker.clean import clean
 
     clean(images=images, log=log)
 

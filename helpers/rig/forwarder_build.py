@@ -4,8 +4,9 @@ A "build" is a directory the suite can run a forwarder from:
   * ``PATH/bin/forwarder``: our own build, a virtualenv made by ``nox -s build`` (or by
     ``ensure_build`` below);
   * ``PATH/forwarder_launch.py``: a source checkout of another ESS-compatible forwarder, run
-    with PATH's own interpreter when it has one (``.venv``, ``venv`` or ``bin``), else with
-    the interpreter running the suite.
+    with the interpreter given (``--local-build-python``) or else PATH's own (``.venv``,
+    ``venv`` or ``bin``). Never with the suite's interpreter: that one lacks the checkout's
+    pinned dependencies, and a run with the wrong librdkafka would test the wrong thing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.rig.paths import REPO_ROOT
@@ -23,27 +25,88 @@ DEFAULT_BUILD = REPO_ROOT / "build"
 _STAMP = ".source-hash"
 
 
+# Where a source checkout's own interpreter is looked for, in this order.
+CHECKOUT_PYTHONS = (".venv/bin/python", "venv/bin/python", "bin/python")
+LIBRDKAFKA_PROBE = "import confluent_kafka; print(confluent_kafka.libversion()[0])"
+
+
 class BuildNotFound(RuntimeError):
     pass
 
 
-def launch_command(build: Path) -> list[str]:
-    """The argv prefix that runs the forwarder of ``build``."""
-    build = Path(build).resolve()
-    exe = build / "bin" / "forwarder"
-    if exe.is_file():
-        return [str(exe)]
-    launcher = build / "forwarder_launch.py"
-    if launcher.is_file():
-        for candidate in (".venv/bin/python", "venv/bin/python", "bin/python"):
-            python = build / candidate
-            if python.is_file():
-                return [str(python), str(launcher)]
-        return [sys.executable, str(launcher)]
+@dataclass(frozen=True)
+class ForwarderBuild:
+    """A build directory and, optionally, the interpreter to run it with (a venv or conda
+    env kept elsewhere than the checkout)."""
+
+    path: Path
+    python: Path | None = None
+
+
+def as_build(build: Path | ForwarderBuild) -> ForwarderBuild:
+    return build if isinstance(build, ForwarderBuild) else ForwarderBuild(Path(build))
+
+
+def _checked_python(python: Path) -> Path:
+    if not (python.is_file() and python.stat().st_mode & 0o111):
+        raise BuildNotFound(f"--local-build-python {python}: no executable interpreter there")
+    return python
+
+
+def build_python(build: Path | ForwarderBuild) -> Path:
+    """The interpreter that runs ``build``'s forwarder (the one its dependencies are in)."""
+    build = as_build(build)
+    path = build.path.resolve()
+    if build.python is not None:
+        return _checked_python(Path(build.python).absolute())
+    if (path / "bin" / "forwarder").is_file():
+        return path / "bin" / "python"
+    launcher = path / "forwarder_launch.py"
+    if not launcher.is_file():
+        raise BuildNotFound(
+            f"{path} is not a forwarder build: expected {path / 'bin' / 'forwarder'} (made by "
+            f"`nox -s build`) or {launcher} (a source checkout of an ESS-compatible forwarder)"
+        )
+    for candidate in CHECKOUT_PYTHONS:
+        if (path / candidate).is_file():
+            return path / candidate
+    looked = ", ".join(str(path / c) for c in CHECKOUT_PYTHONS)
     raise BuildNotFound(
-        f"{build} is not a forwarder build: expected {exe} (made by `nox -s build`) "
-        f"or {launcher} (a source checkout of an ESS-compatible forwarder)"
+        f"{path} is a source checkout ({launcher.name}) but has no interpreter of its own: "
+        f"looked for {looked}. Make a venv there with its requirements (python3 -m venv "
+        f"{path / '.venv'} && {path / '.venv/bin/pip'} install -r {path / 'requirements.txt'}) "
+        "or name one with --local-build-python PATH_TO_PYTHON"
     )
+
+
+def launch_command(build: Path | ForwarderBuild) -> list[str]:
+    """The argv prefix that runs the forwarder of ``build``."""
+    build = as_build(build)
+    path = build.path.resolve()
+    python = build_python(build)
+    exe = path / "bin" / "forwarder"
+    if exe.is_file():
+        return [str(exe)] if build.python is None else [str(python), str(exe)]
+    return [str(python), str(path / "forwarder_launch.py")]
+
+
+def librdkafka_version(build: Path | ForwarderBuild, timeout_s: float = 60.0) -> str:
+    """The librdkafka version ``build``'s forwarder links (through its confluent-kafka), read
+    with its own interpreter; a short reason in parentheses when it cannot be read."""
+    try:
+        done = subprocess.run(
+            [str(build_python(build)), "-c", LIBRDKAFKA_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired, BuildNotFound) as exc:
+        return f"(unknown: {exc})"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"(unknown: {last})"
+    return done.stdout.strip()
 
 
 def source_hash() -> str:

@@ -20,3 +20,8 @@ _RUN_ID = os.environ.get("RIG_RUN_ID") or f"run-{time.strftime('%Y%m%d-%H%M%S')}
 def run_id() -> str:
     """One id per test run (per interpreter), used for log folders and registry records."""
     return _RUN_ID
+
+
+def part_log_path(name: str) -> Path:
+    """logs/<run>/<name>.log: where the rig keeps the log of its part ``name``."""
+    return LOG_DIR / run_id() / f"{name}.log"

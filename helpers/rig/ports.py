@@ -20,6 +20,21 @@ def free_tcp_port(host: str = HOST) -> int:
         return sock.getsockname()[1]
 
 
+def free_tcp_ports(count: int, host: str = HOST) -> list[int]:
+    """``count`` distinct TCP ports that are free on ``host`` right now (picked by the kernel,
+    all held open together so that none is given twice)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def _free_for_tcp_and_udp(host: str) -> int | None:
     """A port the kernel gives for TCP that is also free for UDP, or None to try again."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:

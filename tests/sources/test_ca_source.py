@@ -92,7 +92,7 @@ EXPECTED = {
     "AI": (np.float64, 15.0),
     "LONG": (np.int32, 42),
     "INT64": (np.float64, 123.0),  # CA has no 64-bit integers: the IOC sends a double
-    "ENUM": (np.int16, 1),
+    "ENUM": (np.uint16, 1),  # DBR_ENUM is unsigned 16-bit
     "SHORT1": (np.int16, 7),  # 1-element waveform: a scalar
     "FLOAT1": (np.float32, 2.5),
 }

@@ -47,7 +47,7 @@ class FakeSink:
         self.messages: list[tuple[str, bytes | None, bytes, int]] = []
         self.headers: list[list | None] = []
 
-    def produce(self, topic, key, value, timestamp_ms, headers=None):
+    def produce(self, topic, key, value, timestamp_ms, stream=None, headers=None):
         self.messages.append((topic, key, value, timestamp_ms))
         self.headers.append(headers)
 

@@ -339,8 +339,9 @@ def test_build_parts_wiring_with_stubbed_libraries(monkeypatch, extra):
     manager_mod = pytest.importorskip("forwarder.manager")
 
     class Producer:
-        def __init__(self, config, metrics):
+        def __init__(self, config, metrics, buffer_bytes=None):
             made.setdefault("producers", []).append(config)
+            made.setdefault("budgets", []).append(buffer_bytes)
 
     class Manager:
         def __init__(self, producer, factories, *, service_id, pv_update_period_ms, metrics):
@@ -354,9 +355,18 @@ def test_build_parts_wiring_with_stubbed_libraries(monkeypatch, extra):
     monkeypatch.setattr(
         consumer_mod, "KafkaTopicReader", lambda cfg, topic, **kw: ("reader", topic)
     )
-    s = settings("--storage-topic", "b:9092/store", "--pv-update-period", "500", *extra)
+    s = settings(
+        "--storage-topic",
+        "b:9092/store",
+        "--pv-update-period",
+        "500",
+        "--producer-buffer-mb",
+        "3",
+        *extra,
+    )
     parts = app_module.build_parts(s, lambda reason: None)
     assert made["manager"] == ("svc", 500, {"FAKE": 1000})
+    assert made["budgets"] == [3 * 1024 * 1024, None, None]  # only the data producer's
     assert len(made["producers"]) == 3
     assert all(callable(c["error_cb"]) for c in made["producers"])
     assert parts.config_consumer == ("config", "cfg")

@@ -4,6 +4,7 @@ import pytest
 
 import forwarder
 from forwarder.cli import main, parse_settings
+from forwarder.kafka.buffer_budget import DEFAULT_BUFFER_MB
 from forwarder.logging_setup import TRACE
 
 REQUIRED = [
@@ -25,6 +26,7 @@ def test_required_options_and_defaults():
     assert s.pv_update_period_ms is None
     assert s.fake_pv_period_ms == 1000
     assert s.statistics_update_interval_s == 10.0
+    assert s.producer_buffer_mb == DEFAULT_BUFFER_MB
     assert s.log_level == logging.INFO
     assert s.service_id.isdigit()  # the PID
 
@@ -65,6 +67,19 @@ def test_all_options():
 
 
 @pytest.mark.parametrize(
+    "given, used",
+    [
+        ("carbon", "carbon:2003"),  # an ESS ini: a bare host, graphyte's default port
+        ("carbon.example.org:2013", "carbon.example.org:2013"),
+        ("10.0.0.7", "10.0.0.7:2003"),
+    ],
+)
+def test_grafana_carbon_address_takes_a_bare_host_or_host_port(given, used):
+    s = parse_settings(REQUIRED + ["--grafana-carbon-address", given], env={})
+    assert s.grafana_carbon_address == used
+
+
+@pytest.mark.parametrize(
     "name, level",
     [
         ("Trace", TRACE),
@@ -83,10 +98,11 @@ def test_ini_file(tmp_path):
     ini.write_text(
         "# comment\nconfig-topic=localhost:9092/cfg\nstatus-topic=localhost:9092/st\n"
         "output-broker=localhost:9092\npv-update-period=500\nskip-retrieval=true\n"
-        "verbosity=Debug\n"
+        "verbosity=Debug\nproducer-buffer-mb=64\n"
     )
     s = parse_settings(["-c", str(ini)], env={})
     assert (s.config_topic, s.status_topic, s.pv_update_period_ms) == ("cfg", "st", 500)
+    assert s.producer_buffer_mb == 64
     assert s.skip_retrieval and s.log_level == logging.DEBUG
 
 
@@ -97,9 +113,11 @@ def test_environment_variables():
         "OUTPUT_BROKER": "localhost:9092",
         "SERVICE_ID": "from-env",
         "FAKE_PV_PERIOD": "250",
+        "PRODUCER_BUFFER_MB": "32",
     }
     s = parse_settings([], env=env)
     assert (s.config_topic, s.service_id, s.fake_pv_period_ms) == ("cfg", "from-env", 250)
+    assert s.producer_buffer_mb == 32
 
 
 def test_precedence_command_line_over_env_over_ini(tmp_path):
@@ -122,7 +140,8 @@ def test_precedence_command_line_over_env_over_ini(tmp_path):
         (["--config-topic", "SASL_PLAINTEXT+PLAIN\\u@h:1/t"], "--config-topic-sasl-password"),
         (["--verbosity", "loud"], "--verbosity: unknown verbosity"),
         (["--fake-pv-period", "0"], "must be positive"),
-        (["--grafana-carbon-address", "carbon"], "host:port"),
+        (["--producer-buffer-mb", "0"], "--producer-buffer-mb must be positive"),
+        (["--grafana-carbon-address", "carbon host"], "host or host:port"),
     ],
 )
 def test_bad_settings_give_one_line_and_exit_2(args, message, capsys, monkeypatch):

@@ -123,3 +123,23 @@ def test_prometheus_endpoint_serves_our_metrics():
         assert "python_gc" not in body  # our own registry, not the global one
     finally:
         metrics.stop()
+
+
+def test_graphite_lines_carry_the_ess_send_latency_summary():
+    sender = graphyte.Sender("localhost", prefix="fwd")
+    metrics = Metrics()
+    metrics.observe("latency_produce_to_delivery", 1.0)
+    metrics.observe("latency_produce_to_delivery", 2.0)
+    text = b"".join(graphite_lines(sender, metrics.snapshot(), {}, 100)[0]).decode()
+    assert "fwd.send_latency_seconds.sum 3.0 100\n" in text
+    assert "fwd.send_latency_seconds.count 2 100\n" in text
+    assert "fwd.send_latency_seconds.average 1.5 100\n" in text
+
+
+def test_the_default_graphite_prefix_is_the_ess_one(monkeypatch):
+    import socket
+
+    from forwarder.app import ess_graphite_prefix
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "Host.Example.org")
+    assert ess_graphite_prefix("My Fwd") == "forwarder.host_example_org.myfwd"

@@ -99,3 +99,19 @@ def test_thread_runs_callbacks_and_stops():
     finally:
         timers.stop()
     assert not timers._thread.is_alive()
+
+
+def test_no_callback_of_a_batch_starts_after_stop():
+    """A callback that outlasts stop() (a blocking CA fetch) must not let its batch go on."""
+    timers, clock = make()
+    fired = []
+
+    def first():
+        fired.append("first")
+        timers.stop()  # what a stop() during a long first callback amounts to
+
+    timers.set("first", 1, first)
+    timers.set("second", 1, lambda: fired.append("second"))
+    clock.now = 1
+    assert timers.run_due() == 1
+    assert fired == ["first"]

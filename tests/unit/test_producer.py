@@ -1,23 +1,43 @@
-"""The shared producer: what reaches confluent-kafka, delivery metrics, back-pressure, close."""
+"""The shared producer: hand-off without waiting, the bounded buffer, per-stream counts, close."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from confluent_kafka import KafkaError, KafkaException
 
+from forwarder.kafka.buffer_budget import PER_MESSAGE_OVERHEAD
 from forwarder.kafka.producer import PERFORMANCE_DEFAULTS, Producer
+from forwarder.kafka.stream_counts import StreamCounts
 from forwarder.metrics import Metrics
 from helpers.polling import wait_until
 
+VALUE_LEN = 44
+
+
+def cost(key: bytes | None = None) -> int:
+    """What one message of ``value(n)`` costs of the budget."""
+    return VALUE_LEN + len(key or b"") + PER_MESSAGE_OVERHEAD
+
+
+def value(n: int) -> bytes:
+    return str(n).encode().rjust(VALUE_LEN, b"0")
+
 
 class FakeMessage:
-    def __init__(self, topic: str) -> None:
-        self._topic = topic
+    def __init__(self, topic: str, value: bytes, key: bytes | None) -> None:
+        self._topic, self._value, self._key = topic, value, key
 
     def topic(self) -> str:
         return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return self._key
 
     def latency(self) -> float:
         return 0.25
@@ -26,10 +46,11 @@ class FakeMessage:
 class FakeConfluent:
     """Stands in for confluent_kafka.Producer: a bounded queue drained by poll/flush."""
 
-    def __init__(self, capacity: int = 1000, fail_delivery: bool = False) -> None:
+    def __init__(self, capacity: int = 100_000, fail_delivery: bool = False) -> None:
         self.capacity = capacity
         self.fail_delivery = fail_delivery
         self.produced: list[tuple] = []
+        self.delivered: list[tuple] = []
         self.queue: list[tuple] = []
         self.drain = threading.Event()  # poll only frees the queue while this is set
         self.drain.set()
@@ -41,7 +62,7 @@ class FakeConfluent:
             if len(self.queue) >= self.capacity:
                 raise BufferError("Local: Queue full")
             self.produced.append((topic, key, value, timestamp))
-            self.queue.append((topic, on_delivery))
+            self.queue.append((topic, key, value, on_delivery))
 
     def poll(self, timeout):
         if not self.drain.is_set():
@@ -49,137 +70,283 @@ class FakeConfluent:
             return 0
         with self.lock:
             queue, self.queue = self.queue, []
-        for topic, callback in queue:
-            err = KafkaError(KafkaError._MSG_TIMED_OUT) if self.fail_delivery else None
-            callback(err, FakeMessage(topic))
+        for topic, key, value, callback in queue:
+            err = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE) if self.fail_delivery else None
+            if err is None:
+                self.delivered.append((topic, key, value))
+            callback(err, FakeMessage(topic, value, key))
+        if not queue:
+            time.sleep(min(timeout, 0.01))
         return len(queue)
 
     def flush(self, timeout):
         self.flushed = True
-        self.poll(0)
-        with self.lock:
-            return len(self.queue)
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll(0)
+            with self.lock:
+                if not self.queue or time.monotonic() >= deadline:
+                    return len(self.queue)
+            time.sleep(0.01)
 
 
-def make(**kwargs):
+def make(
+    buffer_bytes: int = 10**9, inflight_bytes: int | None = None, clock=time.monotonic, **kwargs
+):
     fake = FakeConfluent(**kwargs)
     metrics = Metrics()
-    return Producer({}, metrics, confluent_producer=fake, buffer_retry_s=0.3), fake, metrics
+    producer = Producer(
+        {},
+        metrics,
+        confluent_producer=fake,
+        buffer_bytes=buffer_bytes,
+        inflight_bytes=inflight_bytes,
+        clock=clock,
+    )
+    return producer, fake, metrics
 
 
-def test_produce_passes_topic_key_value_timestamp_and_counts_delivery():
+def delivered_values(fake: FakeConfluent, key: bytes) -> list[int]:
+    return [int(v) for _, k, v in fake.delivered if k == key]
+
+
+def test_produce_passes_topic_key_value_timestamp_and_counts_delivery_per_stream():
     producer, fake, metrics = make()
+    stream = StreamCounts("PV:1", "topic")
     try:
-        producer.produce("topic", b"PV:1", b"payload", 1234)
+        producer.produce("topic", b"PV:1", b"payload", 1234, stream=stream)
         assert fake.produced == [("topic", b"PV:1", b"payload", 1234)]
         wait_until(
-            lambda: metrics.snapshot()["successful_sends"] == 1,
+            lambda: stream.forwarded == 1,
             timeout=5,
-            what="the poll thread to deliver the report",
+            what="the poll thread to credit the stream with the delivery",
         )
-        latency = metrics.snapshot()["latency_produce_to_delivery"]
-        assert latency == {"count": 1, "sum": 0.25}
+        snapshot = metrics.snapshot()
+        assert snapshot["successful_sends"] == 1
+        assert snapshot["latency_produce_to_delivery"] == {"count": 1, "sum": 0.25}
+        assert stream.dropped == 0 and stream.error is None
     finally:
         producer.close(1)
 
 
-def test_delivery_errors_are_counted_and_logged_rate_limited(caplog):
+def test_hand_off_never_waits_while_kafka_takes_nothing():
+    # librdkafka's queue (3) fills before our in-flight cap (5): every path is exercised.
+    producer, fake, metrics = make(capacity=3, inflight_bytes=5 * cost(b"PV:1"))
+    fake.drain.clear()  # the broker is gone: no delivery report ever frees room
+    stream = StreamCounts("PV:1", "t")
+    try:
+        slowest = 0.0
+        for n in range(5000):
+            started = time.perf_counter()
+            producer.produce("t", b"PV:1", value(n), n, stream=stream)
+            slowest = max(slowest, time.perf_counter() - started)
+        assert slowest < 0.05, f"a hand-off took {slowest:.3f}s"
+        assert len(fake.produced) == 3  # librdkafka is full; the rest waits in the overflow
+        assert stream.dropped == 0
+        fake.drain.set()
+        wait_until(lambda: stream.forwarded == 5000, timeout=10, what="all 5000 messages delivered")
+        assert delivered_values(fake, b"PV:1") == list(range(5000))
+        assert metrics.snapshot()["updates_dropped"] == 0
+    finally:
+        producer.close(1)
+
+
+def test_librdkafka_queue_full_moves_messages_to_the_overflow_not_the_floor():
+    producer, fake, _ = make(capacity=1)
+    fake.drain.clear()
+    stream = StreamCounts("PV:1", "t")
+    try:
+        for n in range(3):
+            producer.produce("t", b"PV:1", value(n), n, stream=stream)
+        fake.drain.set()
+        wait_until(lambda: stream.forwarded == 3, timeout=5, what="all three delivered")
+        assert delivered_values(fake, b"PV:1") == [0, 1, 2]
+    finally:
+        producer.close(1)
+
+
+def test_over_budget_drops_the_oldest_keeps_each_streams_newest_and_counts_exactly():
+    # Budget: 2 messages in librdkafka + 8 in the overflow.
+    producer, fake, metrics = make(buffer_bytes=10 * cost(b"A"), inflight_bytes=2 * cost(b"A"))
+    fake.drain.clear()
+    a, b = StreamCounts("A", "t"), StreamCounts("B", "t")
+    try:
+        producer.produce("t", b"B", value(0), 0, stream=b)  # B's only update, oldest of all
+        for n in range(100):
+            producer.produce("t", b"A", value(n), n, stream=a)
+        assert producer.buffered()[1] <= 10 * cost(b"A")
+        fake.drain.set()
+        wait_until(
+            lambda: a.forwarded + a.dropped == 100 and b.forwarded == 1,
+            timeout=5,
+            what="every message of A delivered or dropped, and B's one delivered",
+        )
+        got = delivered_values(fake, b"A")
+        assert got[-1] == 99, "A's newest value must survive"
+        assert got == sorted(got), "A's order must be kept"
+        # A's first value was in librdkafka; the rest of the budget holds A's newest ones.
+        assert got == [0, *range(92, 100)]
+        assert a.dropped == 100 - len(got) == 91
+        assert delivered_values(fake, b"B") == [0], "B's newest (and only) value survives"
+        assert b.dropped == 0
+        assert metrics.snapshot()["updates_dropped"] == 91
+    finally:
+        producer.close(1)
+
+
+def test_many_streams_over_budget_each_keeps_its_latest_value():
+    producer, fake, _ = make(buffer_bytes=20 * cost(b"S10"), inflight_bytes=cost(b"S10"))
+    fake.drain.clear()
+    streams = {f"S{i}".encode(): StreamCounts(f"S{i}", "t") for i in range(30)}
+    try:
+        for n in range(50):
+            for key, stream in streams.items():
+                producer.produce("t", key, value(n), n, stream=stream)
+        fake.drain.set()
+        wait_until(
+            lambda: all(s.forwarded + s.dropped == 50 for s in streams.values()),
+            timeout=5,
+            what="every message of every stream delivered or dropped",
+        )
+        for key, stream in streams.items():
+            got = delivered_values(fake, key)
+            assert got[-1] == 49 and got == sorted(got), (key, got)
+            assert stream.dropped == 50 - len(got)
+    finally:
+        producer.close(1)
+
+
+def test_permanent_delivery_failure_is_a_drop_of_its_stream_named_per_topic_in_the_log(caplog):
     producer, fake, metrics = make(fail_delivery=True)
+    streams = [StreamCounts("A", "bad1"), StreamCounts("B", "bad2")]
     try:
         with caplog.at_level(logging.ERROR):
             for _ in range(5):
-                producer.produce("t", None, b"x", 1)
+                for stream in streams:
+                    producer.produce(stream.topic, None, b"x", 1, stream=stream)
             wait_until(
-                lambda: metrics.snapshot()["send_delivery_errors"] == 5,
+                lambda: all(s.dropped == 5 for s in streams),
                 timeout=5,
-                what="five failed delivery reports",
+                what="five failed delivery reports per stream",
             )
-        assert caplog.text.count("delivery to t failed") == 1
+        for stream in streams:
+            assert "too large" in stream.error.lower()
+            assert caplog.text.count(f"for topic {stream.topic}:") == 1  # rate-limited per topic
+        assert metrics.snapshot()["updates_dropped"] == 10
         assert metrics.snapshot()["successful_sends"] == 0
     finally:
         producer.close(1)
 
 
-def test_full_queue_applies_back_pressure_then_sends():
-    producer, fake, metrics = make(capacity=1)
-    fake.drain.clear()
-    try:
-        producer.produce("t", None, b"first", 1)
-        done = threading.Event()
-
-        def second():
-            producer.produce("t", None, b"second", 2)
-            done.set()
-
-        thread = threading.Thread(target=second)
-        thread.start()
-        assert not done.wait(0.05)  # blocked on the full queue, not dropped
-        fake.drain.set()
-        wait_until(done.is_set, timeout=5, what="produce() to return after the queue drained")
-        thread.join()
-        assert [v for _, _, v, _ in fake.produced] == [b"first", b"second"]
-        assert metrics.snapshot()["send_buffer_errors"] == 0
-    finally:
-        producer.close(1)
-
-
-def test_queue_full_beyond_the_bound_counts_a_buffer_error(caplog):
-    producer, fake, metrics = make(capacity=1)
-    fake.drain.clear()
-    try:
-        producer.produce("t", None, b"first", 1)
-        with caplog.at_level(logging.ERROR):
-            producer.produce("t", None, b"lost", 2)
-        assert metrics.snapshot()["send_buffer_errors"] == 1
-        assert "queue full" in caplog.text
-    finally:
-        fake.drain.set()
-        producer.close(1)
-
-
-def test_produce_exception_is_counted_not_raised(caplog):
+def test_client_side_produce_exception_is_a_drop_not_raised(caplog):
     producer, fake, metrics = make()
 
     def refuse(*args, **kwargs):
         raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
 
     fake.produce = refuse
+    stream = StreamCounts("A", "t")
     try:
-        producer.produce("t", None, b"huge", 1)
-        assert metrics.snapshot()["send_delivery_errors"] == 1
+        producer.produce("t", None, b"huge", 1, stream=stream)
+        assert stream.dropped == 1 and stream.error
+        assert metrics.snapshot()["updates_dropped"] == 1
         assert "Could not produce" in caplog.text
     finally:
         producer.close(1)
 
 
-def test_close_flushes_stops_poll_thread_and_refuses_more():
-    producer, fake, metrics = make()
-    producer.produce("t", None, b"x", 1)
-    producer.close(1)
+def test_drops_are_summarised_in_one_error_line_at_most_every_10s(caplog):
+    now = [0.0]
+    producer, fake, _ = make(buffer_bytes=3 * cost(), inflight_bytes=cost(), clock=lambda: now[0])
+    fake.drain.clear()
+    stream = StreamCounts("PV:A", "t")
+    try:
+        with caplog.at_level(logging.ERROR, logger="forwarder.kafka.producer"):
+            for n in range(10):  # 1 in flight, 2 in the overflow: 7 dropped
+                producer.produce("t", None, value(n), n, stream=stream)
+            wait_until(
+                lambda: "7 updates dropped" in caplog.text, timeout=5, what="the first summary"
+            )
+            for n in range(10, 15):
+                producer.produce("t", None, value(n), n, stream=stream)
+            time.sleep(0.3)  # several poll-loop passes; the interval has not passed
+            assert "updates dropped" not in caplog.text.split("7 updates dropped", 1)[1]
+            now[0] = 11.0
+            wait_until(
+                lambda: "5 updates dropped" in caplog.text, timeout=5, what="the next summary"
+            )
+        assert "PV:A -> t: 5" in caplog.text
+        assert stream.dropped == 12
+    finally:
+        fake.drain.set()
+        producer.close(1)
+
+
+def test_close_delivers_the_overflow_too():
+    producer, fake, _ = make(capacity=2, inflight_bytes=2 * cost(b"PV:1"))
+    fake.drain.clear()
+    stream = StreamCounts("PV:1", "t")
+    for n in range(500):
+        producer.produce("t", b"PV:1", value(n), n, stream=stream)
+    threading.Timer(0.2, fake.drain.set).start()  # the broker comes back during shutdown
+    producer.close(5)
     assert fake.flushed
     assert not producer._poller.is_alive()
-    producer.produce("t", None, b"late", 2)
-    assert len(fake.produced) == 1
-    assert metrics.snapshot()["send_buffer_errors"] == 1
+    assert delivered_values(fake, b"PV:1") == list(range(500))
+    assert stream.forwarded == 500 and stream.dropped == 0
 
 
-def test_defaults_do_not_override_the_callers_settings():
+def test_close_counts_what_it_could_not_deliver_and_refuses_more(caplog):
+    producer, fake, metrics = make(capacity=2, inflight_bytes=2 * cost(b"PV:1"))
+    fake.drain.clear()  # the broker never comes back
+    stream = StreamCounts("PV:1", "t")
+    for n in range(10):
+        producer.produce("t", b"PV:1", value(n), n, stream=stream)
+    with caplog.at_level(logging.ERROR):
+        producer.close(0.3)
+    assert stream.dropped == 8  # the overflow; 2 stay in librdkafka, lost with the process
+    assert metrics.snapshot()["updates_dropped"] == 10
+    assert "closed with 10 messages not delivered" in caplog.text
+    producer.produce("t", b"PV:1", value(99), 99, stream=stream)
+    assert stream.dropped == 9
+    assert len(fake.produced) == 2
+
+
+def test_defaults_never_expire_queued_data_and_do_not_override_the_callers_settings():
     import forwarder.kafka.producer as module
 
-    seen = {}
+    seen: list[dict] = []
 
     class Capture(FakeConfluent):
         def __init__(self, config):
             super().__init__()
-            seen.update(config)
+            seen.append(config)
 
     original = module.ConfluentProducer
     module.ConfluentProducer = Capture
     try:
-        producer = Producer({"bootstrap.servers": "b:9092", "linger.ms": "50"}, Metrics())
-        producer.close(1)
+        for config in (
+            {"bootstrap.servers": "b:9092", "linger.ms": "50"},
+            {"delivery.timeout.ms": "1000"},
+        ):
+            Producer(config, Metrics()).close(1)
     finally:
         module.ConfluentProducer = original
-    assert seen["bootstrap.servers"] == "b:9092"
-    assert seen["linger.ms"] == "50"
-    assert seen["compression.type"] == PERFORMANCE_DEFAULTS["compression.type"]
+    assert seen[0]["bootstrap.servers"] == "b:9092"
+    assert seen[0]["linger.ms"] == "50"
+    assert seen[0]["compression.type"] == PERFORMANCE_DEFAULTS["compression.type"]
+    assert seen[0]["message.timeout.ms"] == 0
+    # A refused or missing topic is reported within seconds, the backlog resumes within 1 s.
+    assert seen[0]["topic.metadata.propagation.max.ms"] <= 5000
+    assert seen[0]["reconnect.backoff.max.ms"] <= 1000
+    assert "message.timeout.ms" not in seen[1]  # the caller set its alias
+    assert seen[1]["delivery.timeout.ms"] == "1000"
+
+
+def test_real_librdkafka_accepts_the_defaults():
+    from confluent_kafka import Producer as ConfluentProducer
+
+    from forwarder.kafka.producer import producer_config
+
+    ConfluentProducer(producer_config({"bootstrap.servers": "127.0.0.1:1"})).flush(0)
+

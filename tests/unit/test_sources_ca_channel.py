@@ -7,8 +7,9 @@ import threading
 
 import numpy as np
 
+from forwarder.periodic import TimerScheduler
 from forwarder.sources import ca as ca_module
-from forwarder.sources.ca import _Channel, _Timers
+from forwarder.sources.ca import _Channel
 from forwarder.sources.delivery import Delivery
 from forwarder.update import ConnectionStatus
 from helpers.polling import wait_until
@@ -75,7 +76,8 @@ def channel_with(monkeypatch, answer):
     fake = FakeCa(answer)
     monkeypatch.setattr(ca_module, "_ca", lambda: fake)
     monkeypatch.setattr(ca_module, "INITIAL_VALUE_DEADLINE_S", 0.05)
-    timers = _Timers()
+    timers = TimerScheduler()
+    timers.start()
     ch = _Channel("PV:X", timers)
     seen = Seen()
     ch._deliveries.append(Delivery("PV:X", seen.on_update, seen.on_connection))
@@ -92,7 +94,7 @@ def test_a_lost_initial_event_is_fetched_once(monkeypatch):
         assert update.timestamp_ns == 1_700_000_000 * 1_000_000_000 + 5
         assert seen.events[0] == ("connection", ConnectionStatus.CONNECTED)
     finally:
-        timers.close()
+        timers.stop()
 
 
 def test_no_fetch_when_the_initial_event_arrives(monkeypatch):
@@ -104,7 +106,7 @@ def test_no_fetch_when_the_initial_event_arrives(monkeypatch):
         assert fake.gets == []
         assert [u.value for u in seen.updates()] == [42]
     finally:
-        timers.close()
+        timers.stop()
 
 
 def test_no_fetch_for_an_old_connection_or_a_closed_channel(monkeypatch):
@@ -119,7 +121,7 @@ def test_no_fetch_for_an_old_connection_or_a_closed_channel(monkeypatch):
         ch.check_value(ch._generation)
         assert fake.gets == [] and seen.updates() == []
     finally:
-        timers.close()
+        timers.stop()
 
 
 def test_a_conversion_failure_is_logged_without_sources(caplog):

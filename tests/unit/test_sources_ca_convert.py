@@ -32,7 +32,7 @@ from forwarder.update import Alarm, Severity
         (DBR_LONG, -7, np.int32),
         (DBR_SHORT, -7, np.int16),
         (DBR_CHAR, 200, np.uint8),
-        (DBR_ENUM, 3, np.int16),
+        (DBR_ENUM, 3, np.uint16),  # DBR_ENUM is unsigned 16-bit
     ],
 )
 def test_source_ca_scalar_types(ftype, raw, np_type):
@@ -76,7 +76,7 @@ def test_source_ca_alarm_names_follow_alarm_h():
     assert len(CA_ALARM_STATUS_NAMES) == 22
     assert ca_status_name(3) == "HIHI" and ca_status_name(17) == "UDF"
     assert ca_status_name(21) == "WRITE_ACCESS" and ca_status_name(99) == "UDF"
-    assert alarm_of(0, 0) == Alarm(Severity.NO_ALARM, "NO_ALARM", "")
+    assert alarm_of(0, 0) == Alarm(Severity.NO_ALARM, "NO_ALARM", "NO_ALARM")  # as ESS
     assert alarm_of(4, 1) == Alarm(Severity.MINOR, "HIGH", "HIGH")
     assert alarm_of(17, 3) == Alarm(Severity.INVALID, "UDF", "UDF")
     assert alarm_of(9, 7).severity == Severity.INVALID  # out-of-range severity
@@ -93,4 +93,5 @@ def test_source_ca_timestamp_keeps_nanoseconds():
     )
     update = update_from_ca("PV", 2.0, kwargs)
     assert update.timestamp_ns == 1_700_152_000_999_999_999
-    assert update.channel == "PV" and update.alarm == Alarm()
+    assert update.channel == "PV"
+    assert update.alarm == Alarm(Severity.NO_ALARM, "NO_ALARM", "NO_ALARM")

@@ -38,6 +38,25 @@ def test_status_json_lists_every_stream():
     assert json.loads(status_json([])) == {"streams": []}
 
 
+def test_status_json_adds_each_streams_state_after_the_ess_keys():
+    def state(spec):
+        return {"connection": "CONNECTED", "forwarded": len(spec.channel), "dropped": 0}
+
+    streams = json.loads(status_json(SPECS, state))["streams"]
+    assert [list(s)[:4] for s in streams] == [
+        ["channel_name", "protocol", "output_topic", "schema"]
+    ] * 2
+    assert streams[0] == {
+        "channel_name": "SIM:A",
+        "protocol": "CA",
+        "output_topic": "t1",
+        "schema": "f144",
+        "connection": "CONNECTED",
+        "forwarded": 5,
+        "dropped": 0,
+    }
+
+
 def test_message_fields():
     sink = FakeSink()
     reporter(sink, Clock()).send()

@@ -36,11 +36,13 @@ class FakeProducer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes, int]] = []
+        self.streams: list[object] = []  # the StreamCounts each message was credited to
         self._lock = threading.Lock()
 
-    def produce(self, topic, key, value, timestamp_ms):
+    def produce(self, topic, key, value, timestamp_ms, stream=None):
         with self._lock:
             self.sent.append((topic, key, value, timestamp_ms))
+            self.streams.append(stream)
 
     def values(self) -> list[bytes]:
         with self._lock:
@@ -235,7 +237,7 @@ def test_unsupported_alarm_or_connection_logs_once_counts_and_data_goes_on(which
 def test_exceptions_in_callbacks_are_counted_not_raised(caplog):
     stream, producer, metrics, *_ = make_stream()
 
-    def boom(*args):
+    def boom(*args, **kwargs):
         raise RuntimeError("broken producer")
 
     producer.produce = boom
@@ -252,6 +254,30 @@ def test_connection_sends_ep01_with_its_own_timestamp_never_filtered():
     stream.on_connection(ConnectionStatus.DISCONNECTED, old_ts)
     assert producer.sent[-1] == ("t1", b"PV:1", b"ep01:DISCONNECTED:svc", old_ts // 10**6)
     assert metrics.snapshot()["updates_rejected"] == 0
+
+
+def test_state_reports_connection_last_update_and_the_producers_counts_for_this_stream():
+    stream, producer, *_ = make_stream()
+    assert stream.state() == {
+        "connection": "UNKNOWN",
+        "last_update_ms": None,
+        "forwarded": 0,
+        "dropped": 0,
+        "error": None,
+    }
+    stream.on_connection(ConnectionStatus.CONNECTED, NOW_NS)
+    stream.on_update(upd(np.float64(1.0), NOW_NS - SECOND_NS))
+    assert all(s is stream.counts for s in producer.streams) and len(producer.streams) == 3
+    stream.counts.forwarded, stream.counts.dropped, stream.counts.error = 2, 1, "too large"
+    assert stream.state() == {
+        "connection": "CONNECTED",
+        "last_update_ms": (NOW_NS - SECOND_NS) // 1_000_000,
+        "forwarded": 2,
+        "dropped": 1,
+        "error": "too large",
+    }
+    stream.on_connection(ConnectionStatus.DISCONNECTED, NOW_NS)
+    assert stream.state()["connection"] == "DISCONNECTED"
 
 
 def test_connect_then_value_order():

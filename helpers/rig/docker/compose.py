@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from helpers.rig.engine import compose_command
+from helpers.rig.docker.engine import compose_command
 from helpers.rig.paths import REPO_ROOT, run_id
 from helpers.rig.processes import _start_ticks
 

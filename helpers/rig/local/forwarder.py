@@ -1,15 +1,17 @@
-"""The forwarder under test, run as a local process from a build directory."""
+"""The forwarder under test, run as a process on this machine from a build directory (the
+local backend's forwarder, and the docker backend's with ``--local-build``)."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import signal
+import subprocess
 from pathlib import Path
 
-from helpers.rig.api import EpicsNetwork, ForwarderSpec
+from helpers.rig.api import EpicsNetwork, ForwarderSpec, KafkaBroker, RigTimeout
 from helpers.rig.forwarder_args import forwarder_args
-from helpers.rig.forwarder_build import launch_command
+from helpers.rig.forwarder_build import ForwarderBuild, launch_command
 from helpers.rig.paths import CONFIG_FILES, LOG_DIR, run_id
 from helpers.rig.processes import ManagedProcess, tail
 
@@ -23,7 +25,7 @@ class LocalForwarder:
         self,
         spec: ForwarderSpec,
         *,
-        build: Path,
+        build: Path | ForwarderBuild,
         bootstrap: str,
         sasl_bootstrap: str | None,
         network: EpicsNetwork,
@@ -83,7 +85,11 @@ class LocalForwarder:
             self._process.popen.send_signal(sig)
 
     def wait_exit(self, timeout: float) -> int:
-        code = self._process.popen.wait(timeout=timeout)
+        """The exit code once the process exits by itself; RigTimeout if it still runs."""
+        try:
+            code = self._process.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RigTimeout(f"{self.name} still runs after {timeout:.1f}s") from None
         self._process.stop()  # reap the group and drop the registry record
         return code
 
@@ -91,3 +97,16 @@ class LocalForwarder:
         own = tail(self._log_path, lines)
         stdout = self._process.tail(lines)
         return f"{own}\n--- stdout/stderr ---\n{stdout}" if stdout.strip() else own
+
+
+def host_forwarder(
+    spec: ForwarderSpec, *, build: Path, kafka: KafkaBroker, network: EpicsNetwork
+) -> LocalForwarder:
+    """A forwarder of ``build`` on this machine, against ``kafka`` as the forwarder sees it."""
+    return LocalForwarder(
+        spec,
+        build=build,
+        bootstrap=kafka.forwarder_bootstrap,
+        sasl_bootstrap=kafka.forwarder_sasl_bootstrap,
+        network=network,
+    )

@@ -1,7 +1,8 @@
-"""The rig's EPICS servers as local processes: the softioc IOC and the NTTable server.
+"""The local backend's EPICS servers as processes: the softioc IOC and the NTTable server.
 
-start() returns only once the PVs answer (the IOC over both CA and PVA), polling with a
-deadline; on timeout or an early exit it raises with the tail of the process log.
+start() returns only once the PVs answer (the probes of ``helpers.rig.readiness``: the IOC
+over both CA and PVA), polling with a deadline; on timeout or an early exit it raises with
+the tail of the process log.
 """
 
 from __future__ import annotations
@@ -10,20 +11,18 @@ import os
 import sys
 from pathlib import Path
 
-from helpers import epics_helpers
-from helpers.polling import WaitTimeout, wait_until
+from helpers.rig import ioc_claims
 from helpers.rig.api import EpicsNetwork
 from helpers.rig.paths import IOC_DIR, REPO_ROOT
 from helpers.rig.processes import ManagedProcess
+from helpers.rig.readiness import wait_ioc_ready, wait_table_server_ready
 
 START_TIMEOUT = 30.0
-# A record of ioc/test.db and a table of ioc/table_server.py that show the server is up.
-IOC_PROBE = "DOUBLE"
-TABLE_PROBE = "TABLE"
 
 
-class _EpicsServerProcess:
-    """Shared lifecycle of a local EPICS server process; subclasses say how it answers."""
+class EpicsServerProcess:
+    """Shared lifecycle of a local EPICS server process; subclasses say how it answers
+    (``_wait_ready``)."""
 
     kind = "epics-server"
 
@@ -83,78 +82,36 @@ class _EpicsServerProcess:
         if not self._process.is_running():
             raise RuntimeError(f"process exited with code {self._process.returncode}")
 
-    def _pva_answers(self, name: str) -> bool:
-        self._alive_or_raise()
-        try:
-            epics_helpers.pva_get(self.network, name, timeout=0.5)
-        except epics_helpers.EpicsClientError:
-            return False
-        return True
-
     def _wait_ready(self, timeout: float) -> None:
         raise NotImplementedError
 
 
-class LocalIoc(_EpicsServerProcess):
+class LocalIoc(EpicsServerProcess):
     """pythonSoftIOC serving ioc/test.db under ``prefix`` over CA and PVA.
 
-    Only one IOC per EpicsNetwork may run at a time: a second CA server on the same UDP
-    port is not reachable by the unicast searches the rig's clients send (checked: its PVs
-    never connect over CA, while PVA still finds both). Starting a second one raises.
+    Only one IOC per EpicsNetwork may run at a time (see ``ioc_claims``): starting a second
+    one raises.
     """
 
     kind = "ioc"
-    _running: dict[EpicsNetwork, LocalIoc] = {}
 
     def __init__(self, prefix: str, network: EpicsNetwork, db: Path = IOC_DIR / "test.db"):
         argv = [sys.executable, str(IOC_DIR / "run_ioc.py"), "--prefix", prefix, "--db", str(db)]
         super().__init__(prefix, network, argv)
 
     def start(self) -> None:
-        other = self._running.get(self.network)
-        if other is not None and other is not self and other.is_running():
-            raise RuntimeError(
-                f"cannot start {self.name}: {other.name} already runs on this EpicsNetwork, "
-                "and CA reaches only one IOC per network; stop it or use another network"
-            )
-        self._running[self.network] = self
+        ioc_claims.claim(self.network, self)
         super().start()
 
     def stop(self) -> None:
         super().stop()
-        if self._running.get(self.network) is self:
-            del self._running[self.network]
+        ioc_claims.release(self.network, self)
 
     def _wait_ready(self, timeout: float) -> None:
-        probe = self.pv(IOC_PROBE)
-        wait_until(
-            lambda: self._pva_answers(probe),
-            timeout=timeout,
-            what=f"{probe} to answer over PVA",
-        )
-        self._wait_ca(probe, timeout)
-
-    def _wait_ca(self, probe: str, timeout: float) -> None:
-        if epics_helpers.ca_talks_to(self.network):
-
-            def ca_answers() -> bool:
-                self._alive_or_raise()
-                try:
-                    epics_helpers.ca_get(probe, timeout=0.5)
-                except epics_helpers.EpicsClientError:
-                    return False
-                return True
-
-            wait_until(ca_answers, timeout=timeout, what=f"{probe} to answer over CA")
-        else:
-            # This process's libca is not on this network: ask from a fresh process.
-            try:
-                epics_helpers.caget_in_subprocess(self.network, probe, timeout=timeout)
-            except epics_helpers.EpicsClientError as err:
-                raise WaitTimeout(f"{probe} did not answer over CA: {err}") from err
+        wait_ioc_ready(self.network, self.prefix, timeout=timeout, check_alive=self._alive_or_raise)
 
 
-class LocalTableServer(_EpicsServerProcess):
+class LocalTableServer(EpicsServerProcess):
     """The p4p NTTable server (ioc/table_server.py) under ``prefix``, PVA only."""
 
     kind = "tables"
@@ -164,9 +121,6 @@ class LocalTableServer(_EpicsServerProcess):
         super().__init__(prefix, network, argv)
 
     def _wait_ready(self, timeout: float) -> None:
-        probe = self.pv(TABLE_PROBE)
-        wait_until(
-            lambda: self._pva_answers(probe),
-            timeout=timeout,
-            what=f"{probe} to answer over PVA",
+        wait_table_server_ready(
+            self.network, self.prefix, timeout=timeout, check_alive=self._alive_or_raise
         )

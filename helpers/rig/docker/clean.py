@@ -6,7 +6,7 @@ A labelled container whose owner (the test process, label ``org.forwarder-rig.ow
 still alive belongs to a run going on and is kept, unless ``--all``; ``--run ID`` limits the
 clean to one run. Never a `docker rm $(docker ps -aq)`.
 
-    python -m helpers.rig.docker_clean [--images] [--all] [--run RUN_ID] [--dry-run]
+    python -m helpers.rig.docker.clean [--images] [--all] [--run RUN_ID] [--dry-run]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import subprocess
 import sys
 
-from helpers.rig.docker_compose import OWNER_LABEL, RUN_LABEL, SUITE_LABEL
+from helpers.rig.docker.compose import OWNER_LABEL, RUN_LABEL, SUITE_LABEL
 from helpers.rig.processes import _start_ticks
 
 IMAGE_LABEL = "org.forwarder-rig.image"
@@ -98,7 +98,7 @@ def clean(*, images: bool = False, everything: bool = False, run: str | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.rig.docker_clean", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m helpers.rig.docker.clean", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", action="store_true", help="also remove the rig's images")
     parser.add_argument("--all", action="store_true",
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", default=None, help="only this run id")
     parser.add_argument("--dry-run", action="store_true", help="only say what would go")
     args = parser.parse_args(argv)
-    from helpers.rig.engine import engine_answers
+    from helpers.rig.docker.engine import engine_answers
 
     ok, why = engine_answers()
     if not ok:

