@@ -141,8 +141,12 @@ class Forwarder:
             settings.service_id,
             self.controller.specs,
             stream_state=getattr(parts.manager, "stream_state", None),
+            extra_state=self._storage_state if self.storage is not None else None,
         )
         self.controller.add_listener(self.status)
+
+    def _storage_state(self) -> dict[str, object]:
+        return {"storage": self.storage.state()}
 
     def restore(self) -> bool:
         """Apply the newest stored configuration (unless --skip-retrieval); True when done.

@@ -65,16 +65,21 @@ def status_json(specs: Sequence[StreamSpec], stream_state: StreamState | None = 
 
 
 def status_json_parts(
-    entries: Sequence[dict], cycle: int, max_bytes: int = MAX_STATUS_JSON_BYTES
+    entries: Sequence[dict],
+    cycle: int,
+    max_bytes: int = MAX_STATUS_JSON_BYTES,
+    extra: Mapping[str, object] | None = None,
 ) -> list[str]:
-    """status_json of one status: one string if it fits in ``max_bytes``, else parts."""
+    """status_json of one status: one string if it fits in ``max_bytes``, else parts.
+    ``extra`` are top-level keys every part carries (e.g. the storage topic's health)."""
     encoded = [json.dumps(entry) for entry in entries]
-    if sum(len(e) + 2 for e in encoded) + 16 <= max_bytes:
-        return ['{"streams": [' + ", ".join(encoded) + "]}"]
+    tail = ", " + json.dumps(dict(extra))[1:-1] if extra else ""
+    if sum(len(e) + 2 for e in encoded) + 16 + len(tail) <= max_bytes:
+        return ['{"streams": [' + ", ".join(encoded) + "]" + tail + "}"]
     chunks: list[list[str]] = [[]]
     size = 0
     for entry in encoded:
-        if chunks[-1] and size + len(entry) + 2 > max_bytes - 128:
+        if chunks[-1] and size + len(entry) + 2 > max_bytes - 128 - len(tail):
             chunks.append([])
             size = 0
         chunks[-1].append(entry)
@@ -83,7 +88,9 @@ def status_json_parts(
     return [
         '{"streams": ['
         + ", ".join(chunk)
-        + f'], "part": {{"index": {i}, "count": {count}, "cycle": {cycle}}}}}'
+        + f'], "part": {{"index": {i}, "count": {count}, "cycle": {cycle}}}'
+        + tail
+        + "}"
         for i, chunk in enumerate(chunks, start=1)
     ]
 
@@ -103,6 +110,7 @@ class StatusReporter:
         host_name: str | None = None,
         process_id: int | None = None,
         stream_state: StreamState | None = None,
+        extra_state: Callable[[], Mapping[str, object]] | None = None,
     ):
         self._sink = sink
         self._topic = topic
@@ -114,6 +122,7 @@ class StatusReporter:
         self._process_id = process_id if process_id is not None else os.getpid()
         self._next_due: float | None = None
         self._stream_state = stream_state
+        self._extra_state = extra_state
         self._cycle = 0
 
     def message(self, specs: Sequence[StreamSpec]) -> bytes:
@@ -124,7 +133,9 @@ class StatusReporter:
         """The status as messages that each fit the broker's default limit."""
         self._cycle += 1
         entries = _stream_entries(specs, self._stream_state)
-        return [self._x5f2(part) for part in status_json_parts(entries, self._cycle)]
+        extra = self._extra_state() if self._extra_state is not None else None
+        parts = status_json_parts(entries, self._cycle, extra=extra)
+        return [self._x5f2(part) for part in parts]
 
     def _x5f2(self, json_text: str) -> bytes:
         return serialise_x5f2(
