@@ -161,6 +161,7 @@ class Forwarder:
                 settings.service_id,
                 self.controller.specs,
                 stream_state=getattr(parts.manager, "stream_state", None),
+                extra=self._extra_status,
             )
             self.controller.add_listener(self.status)
         else:
@@ -170,7 +171,7 @@ class Forwarder:
                 settings.service_id,
                 parts.manager.specs,
                 stream_state=getattr(parts.manager, "stream_state", None),
-                extra=self._group_status,
+                extra=self._extra_status,
             )
             self.controller.add_listener(lambda _configured: self.status.send())
         self._group_changed = threading.Event()
@@ -186,8 +187,15 @@ class Forwarder:
             return
         self.storage(specs)
 
-    def _group_status(self) -> dict:
-        return {"group": self.member.group, "member_id": self.member.member_id}
+    def _extra_status(self) -> dict:
+        """Top-level status keys beside the streams: the storage topic's health, and a group
+        member's identity."""
+        extra: dict[str, object] = {}
+        if self.storage is not None:
+            extra["storage"] = self.storage.state()
+        if self.member is not None:
+            extra.update(group=self.member.group, member_id=self.member.member_id)
+        return extra
 
     def _after_rebalance(self) -> None:
         """Report the new set of owned streams; a member that has just become the storage
@@ -201,6 +209,7 @@ class Forwarder:
             self.storage(self.controller.specs())
         self._wrote_storage_as_owner = owner
         self.status.send()
+
 
     def restore(self) -> bool:
         """Apply the newest stored configuration (unless --skip-retrieval); True when done.

@@ -275,3 +275,27 @@ def read_all(
     began = time.monotonic()
     with TopicReader(bootstrap, topic, timeout=timeout, **config) as reader:
         return reader.wait_for_count(count, max(1.0, timeout - (time.monotonic() - began)))
+
+
+def refuse_all_messages(bootstrap: str, topic: str) -> None:
+    """Make the broker refuse every message to ``topic``: max.message.bytes below any f144."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    entry = ConfigEntry("max.message.bytes", "16", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+
+    def applied() -> bool:
+        described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)])
+        configs = next(iter(described.values())).result(timeout=10)
+        return configs["max.message.bytes"].value == "16"
+
+    wait_until(applied, timeout=30, what=f"max.message.bytes=16 on {topic}")

@@ -15,6 +15,7 @@ from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType impo
 from streaming_data_types.forwarder_config_update_fc00 import deserialise_fc00
 
 from helpers.forwarder_control import fc00
+from helpers.kafka_helpers import refuse_all_messages
 from helpers.polling import wait_until
 from integration_tests.forwarder_fixtures import Stream, epics_write, ini_file, stop_broker
 
@@ -259,3 +260,30 @@ def test_a_hundred_thousand_streams_are_stored_and_restored_after_sigkill(
         wait_ready=False,
     )
     control_factory(second).wait_for_streams(streams + [one_more], timeout=LARGE_TIMEOUT)
+
+
+@pytest.mark.extension
+def test_a_storage_write_the_broker_refuses_is_an_error_in_the_log_and_in_status(
+    kafka, ioc, forwarder_factory, control_factory, topics, storage_topic
+):
+    refuse_all_messages(kafka.bootstrap, storage_topic)
+    fwd = forwarder_factory(ini_file("forwarder_storage.ini"), storage_topic=storage_topic)
+    ctl = control_factory(fwd)
+    stream = Stream(ioc.pv("DOUBLE"), "f144", topics.new("data"))
+    ctl.add([stream])
+    ctl.wait_for_streams([stream], timeout=TIMEOUT)  # the command itself still applies
+
+    def storage_flagged(record):
+        storage = (record.status.status or {}).get("storage") or {}
+        return storage.get("failed", 0) >= 1 and storage.get("error")
+
+    record = ctl.wait_for_status(
+        storage_flagged, timeout=TIMEOUT, what="a status flagging the refused storage write"
+    )
+    assert record.status.status["storage"]["topic"] == storage_topic
+    _log_shows(
+        fwd,
+        rf"ERROR .*{re.escape(storage_topic)}",
+        timeout=TIMEOUT,
+        what=f"an ERROR line naming the storage topic {storage_topic}",
+    )

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from helpers.kafka_helpers import refuse_all_messages
 from helpers.polling import wait_until
 from helpers.pvs import counter_suffixes
 from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write, stop_broker
@@ -214,37 +215,13 @@ def test_status_reports_each_streams_connection_last_update_and_counts(
     assert later["connection"] == "CONNECTED" and later["dropped"] == 0, later
 
 
-def _refuse_all_messages(bootstrap: str, topic: str) -> None:
-    """Make the broker refuse every message to ``topic``: max.message.bytes below any f144."""
-    from confluent_kafka.admin import (
-        AdminClient,
-        AlterConfigOpType,
-        ConfigEntry,
-        ConfigResource,
-        ResourceType,
-    )
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    entry = ConfigEntry("max.message.bytes", "16", incremental_operation=AlterConfigOpType.SET)
-    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result(timeout=30)
-
-    def applied() -> bool:
-        described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic)])
-        configs = next(iter(described.values())).result(timeout=10)
-        return configs["max.message.bytes"].value == "16"
-
-    wait_until(applied, timeout=30, what=f"max.message.bytes=16 on {topic}")
-
-
 @pytest.mark.extension
 def test_a_stream_whose_topic_the_broker_refuses_is_named_in_the_log_and_flagged_in_status(
     kafka, ioc, forwarder, control, outputs, topics
 ):
     good_topic = topics.new("accepted")
     bad_topic = topics.new("refused")
-    _refuse_all_messages(kafka.bootstrap, bad_topic)
+    refuse_all_messages(kafka.bootstrap, bad_topic)
     good = Stream(ioc.pv("CNT:000"), "f144", good_topic)
     bad = Stream(ioc.pv("CNT:001"), "f144", bad_topic)
     added = time.monotonic()

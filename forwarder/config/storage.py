@@ -26,6 +26,7 @@ from streaming_data_types.forwarder_config_update_fc00 import StreamInfo, serial
 
 from forwarder.config.commands import PROTOCOL_NUMBERS, CommandKind, parse_command
 from forwarder.config.streams import StreamSpec
+from forwarder.kafka.stream_counts import StreamCounts
 
 log = logging.getLogger(__name__)
 
@@ -105,25 +106,39 @@ class MessageSink(Protocol):
         key: bytes | None,
         value: bytes,
         timestamp_ms: int,
+        stream=None,
         headers: Headers | None = None,
     ) -> None: ...
 
 
 class ConfigStorage:
-    """Writes the current configuration to the storage topic (a ConfigController listener)."""
+    """Writes the current configuration to the storage topic (a ConfigController listener).
+
+    Its writes are counted like a stream's (``counts``: acknowledged, refused, last error),
+    so that a storage write the broker refuses shows in status, not only in the log.
+    """
 
     def __init__(self, sink: MessageSink, topic: str):
         self._sink = sink
         self._topic = topic
+        self.counts = StreamCounts("(stored configuration)", topic)
+
+    def state(self) -> dict[str, object]:
+        """The ``storage`` entry of the status: the topic, messages written and refused, and
+        the last refusal (None once a write succeeds again)."""
+        counts = self.counts
+        return {
+            "topic": self._topic,
+            "written": counts.forwarded,
+            "failed": counts.dropped,
+            "error": counts.error,
+        }
 
     def __call__(self, specs: list[StreamSpec]) -> None:
         messages = snapshot_messages(specs)
         now_ms = int(time.time() * 1000)
         for value, headers in messages:
-            if headers is None:
-                self._sink.produce(self._topic, None, value, now_ms)
-            else:
-                self._sink.produce(self._topic, None, value, now_ms, headers=headers)
+            self._sink.produce(self._topic, None, value, now_ms, stream=self.counts, headers=headers)
         log.debug(
             "Stored configuration of %d streams on %s in %d message(s)",
             len(specs),

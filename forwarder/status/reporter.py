@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -65,16 +66,21 @@ def status_json(specs: Sequence[StreamSpec], stream_state: StreamState | None = 
 
 
 def status_json_parts(
-    entries: Sequence[dict], cycle: int, max_bytes: int = MAX_STATUS_JSON_BYTES
+    entries: Sequence[dict],
+    cycle: int,
+    max_bytes: int = MAX_STATUS_JSON_BYTES,
+    extra: Mapping[str, object] | None = None,
 ) -> list[str]:
-    """status_json of one status: one string if it fits in ``max_bytes``, else parts."""
+    """status_json of one status: one string if it fits in ``max_bytes``, else parts.
+    ``extra`` are top-level keys every part carries (e.g. the storage topic's health)."""
     encoded = [json.dumps(entry) for entry in entries]
-    if sum(len(e) + 2 for e in encoded) + 16 <= max_bytes:
-        return ['{"streams": [' + ", ".join(encoded) + "]}"]
+    tail = ", " + json.dumps(dict(extra))[1:-1] if extra else ""
+    if sum(len(e) + 2 for e in encoded) + 16 + len(tail) <= max_bytes:
+        return ['{"streams": [' + ", ".join(encoded) + "]" + tail + "}"]
     chunks: list[list[str]] = [[]]
     size = 0
     for entry in encoded:
-        if chunks[-1] and size + len(entry) + 2 > max_bytes - 128:
+        if chunks[-1] and size + len(entry) + 2 > max_bytes - 128 - len(tail):
             chunks.append([])
             size = 0
         chunks[-1].append(entry)
@@ -83,17 +89,11 @@ def status_json_parts(
     return [
         '{"streams": ['
         + ", ".join(chunk)
-        + f'], "part": {{"index": {i}, "count": {count}, "cycle": {cycle}}}}}'
+        + f'], "part": {{"index": {i}, "count": {count}, "cycle": {cycle}}}'
+        + tail
+        + "}"
         for i, chunk in enumerate(chunks, start=1)
     ]
-
-
-def with_extra_keys(json_text: str, extra: dict) -> str:
-    """``json_text`` (a JSON object) with ``extra``'s keys added first, without re-encoding
-    the (possibly large) streams list."""
-    if not extra:
-        return json_text
-    return "{" + json.dumps(extra)[1:-1] + ", " + json_text[1:]
 
 
 class StatusReporter:
@@ -111,7 +111,7 @@ class StatusReporter:
         host_name: str | None = None,
         process_id: int | None = None,
         stream_state: StreamState | None = None,
-        extra: Callable[[], dict] | None = None,
+        extra: Callable[[], Mapping[str, object]] | None = None,
     ):
         self._sink = sink
         self._topic = topic
@@ -124,21 +124,26 @@ class StatusReporter:
         self._next_due: float | None = None
         self._stream_state = stream_state
         self._cycle = 0
-        self._extra = extra  # more top-level status_json keys (e.g. a group member's identity)
+        # More top-level status_json keys (a group member's identity, the storage topic's
+        # health), in every part of a split status.
+        self._extra = extra
 
     def message(self, specs: Sequence[StreamSpec]) -> bytes:
         """The status as one message (however large)."""
-        return self._x5f2(status_json(specs, self._stream_state))
+        entries = _stream_entries(specs, self._stream_state)
+        extra = self._extra() if self._extra is not None else None
+        (whole,) = status_json_parts(entries, self._cycle, max_bytes=sys.maxsize, extra=extra)
+        return self._x5f2(whole)
 
     def messages(self, specs: Sequence[StreamSpec]) -> list[bytes]:
         """The status as messages that each fit the broker's default limit."""
         self._cycle += 1
         entries = _stream_entries(specs, self._stream_state)
-        return [self._x5f2(part) for part in status_json_parts(entries, self._cycle)]
+        extra = self._extra() if self._extra is not None else None
+        parts = status_json_parts(entries, self._cycle, extra=extra)
+        return [self._x5f2(part) for part in parts]
 
     def _x5f2(self, json_text: str) -> bytes:
-        if self._extra is not None:
-            json_text = with_extra_keys(json_text, self._extra())
         return serialise_x5f2(
             "forwarder",
             forwarder.__version__,

@@ -274,7 +274,8 @@ def test_status_lists_the_members_own_streams_with_group_and_member_id():
     parts.config_consumer.send(ADD_A)
     fwd.step()
     last = json.loads(deserialise_x5f2(parts.status_sink.values()[-1]).status_json)
-    assert last == {"group": "g", "member_id": "m-1", "streams": []}  # configured, not owned
+    assert (last["group"], last["member_id"]) == ("g", "m-1")
+    assert last["streams"] == []  # configured, not owned
     parts.owned_streams.assign([stream_partition(SPEC, PARTITIONS)])
     parts.group_member.on_change()
     fwd.step()

@@ -124,3 +124,13 @@ def test_reporter_sends_every_part_of_a_large_status():
     assert len(statuses) > 1
     assert sum(len(s["streams"]) for s in statuses) == 20_000
     assert all(len(v) < 1_000_000 for v in sink.values("status"))
+
+
+def test_extra_top_level_state_is_in_every_part_and_in_a_whole_status():
+    extra = {"storage": {"topic": "store", "written": 3, "failed": 1, "error": "too large"}}
+    (whole,) = status_json_parts(_entries(2), cycle=1, extra=extra)
+    assert json.loads(whole) == {"streams": _entries(2), **extra}
+    parts = status_json_parts(_entries(3000), cycle=2, max_bytes=50_000, extra=extra)
+    assert len(parts) > 1
+    assert all(json.loads(p)["storage"] == extra["storage"] for p in parts)
+    assert all(len(p) <= 50_000 for p in parts)

@@ -203,3 +203,19 @@ def test_storage_writes_every_part_with_its_marker():
     ConfigStorage(sink, "store")(_many(20_000))
     assert len(sink.messages) > 1
     assert all(len(m[2]) <= MAX_SNAPSHOT_MESSAGE_BYTES for m in sink.messages)
+
+
+def test_storage_writes_are_counted_so_a_refused_write_shows_in_its_state():
+    sink = FakeSink()
+    storage = ConfigStorage(sink, "store")
+    storage(SPECS)
+    counts = storage.counts
+    counts.forwarded += 1  # what the producer does on an acknowledgement …
+    counts.dropped += 1  # … and on a refusal
+    counts.error = "Broker: Message size too large"
+    assert storage.state() == {
+        "topic": "store",
+        "written": 1,
+        "failed": 1,
+        "error": "Broker: Message size too large",
+    }
