@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import struct
 
-from forwarder.serialise.al00 import al00_severity
 from forwarder.serialise.base import UnsupportedValue
 from forwarder.serialise.fb_layout import fb_string, utf8
+from forwarder.serialise.mappings import al00_severity
 from forwarder.update import Alarm, Update
 
 FILE_IDENTIFIER = b"al00"
@@ -78,23 +78,14 @@ class Al00FastAlarmSerialiser:
 
 
 class Al00FastDataSerialiser:
-    """Data schema "al00": the data message is the al00 of the update's alarm."""
+    """Data schema "al00": the data message is the al00 of the update's alarm.
 
-    def __init__(self, channel: str) -> None:
+    The same writer as every stream's alarms, called with this stream's channel.
+    """
+
+    def __init__(self, channel: str, alarms: Al00FastAlarmSerialiser | None = None) -> None:
         self._channel = channel
-        # Encoded on first use, so a name that is not valid text fails per update, not here.
-        self._source = _Encoded("al00 channel name")
-        self._messages = _Encoded("al00 alarm message")
+        self._alarms = alarms or Al00FastAlarmSerialiser()
 
     def serialise(self, update: Update) -> bytes:
-        alarm = update.alarm
-        severity = al00_severity(alarm.severity).value
-        try:
-            return pack_al00(
-                self._source[self._channel],
-                update.timestamp_ns,
-                severity,
-                self._messages[alarm.message],
-            )
-        except (struct.error, TypeError) as error:
-            raise UnsupportedValue(f"al00 cannot carry this alarm: {error}") from None
+        return self._alarms.serialise(self._channel, update.timestamp_ns, update.alarm)

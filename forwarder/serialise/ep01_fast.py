@@ -25,8 +25,8 @@ from __future__ import annotations
 import struct
 
 from forwarder.serialise.base import UnsupportedValue
-from forwarder.serialise.ep01 import ep01_status
 from forwarder.serialise.fb_layout import fb_string, utf8
+from forwarder.serialise.mappings import ep01_status
 from forwarder.update import ConnectionStatus
 
 FILE_IDENTIFIER = b"ep01"

@@ -39,9 +39,11 @@ import numpy as np
 from streaming_data_types.fbschemas.logdata_f142.Value import Value
 
 from forwarder.serialise.base import UnsupportedValue
-from forwarder.serialise.f142 import F142Serialiser, f142_alarm
+from forwarder.serialise.f142 import F142Serialiser
 from forwarder.serialise.fb_layout import fb_string, utf8
+from forwarder.serialise.mappings import f142_alarm
 from forwarder.serialise.numeric import as_numeric
+from forwarder.serialise.value_union import F142_MEMBERS
 from forwarder.update import Update
 
 FILE_IDENTIFIER = b"f142"
@@ -49,21 +51,6 @@ FILE_IDENTIFIER = b"f142"
 ROOT_TABLE = 32
 VALUE_TABLE = 64
 SOURCE_NAME = 80
-
-# dtype -> (scalar union tag, array union tag, struct code of one element)
-MEMBERS = {
-    np.dtype("int8"): (Value.Byte, Value.ArrayByte, "b"),
-    np.dtype("uint8"): (Value.UByte, Value.ArrayUByte, "B"),
-    np.dtype("int16"): (Value.Short, Value.ArrayShort, "h"),
-    np.dtype("uint16"): (Value.UShort, Value.ArrayUShort, "H"),
-    np.dtype("int32"): (Value.Int, Value.ArrayInt, "i"),
-    np.dtype("uint32"): (Value.UInt, Value.ArrayUInt, "I"),
-    np.dtype("int64"): (Value.Long, Value.ArrayLong, "q"),
-    np.dtype("uint64"): (Value.ULong, Value.ArrayULong, "Q"),
-    np.dtype("float32"): (Value.Float, Value.ArrayFloat, "f"),
-    np.dtype("float64"): (Value.Double, Value.ArrayDouble, "d"),
-}
-
 
 def _head(value_field: int) -> bytes:
     """Bytes 0..44: root offset, identifier, vtables, padding, LogData's first 12 bytes."""
@@ -150,9 +137,9 @@ class F142FastSerialiser:
             if kind == "string":
                 packer = _VectorPacker(name, Value.String)
             elif kind == "array":
-                packer = _VectorPacker(name, MEMBERS[dtype][1])
+                packer = _VectorPacker(name, F142_MEMBERS[dtype][1])
             else:
-                union_tag, _, code = MEMBERS[dtype]
+                union_tag, _, code = F142_MEMBERS[dtype]
                 packer = _ScalarPacker(name, union_tag, code)
             self._packers[key] = packer
         return packer

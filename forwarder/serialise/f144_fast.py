@@ -38,11 +38,11 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-from streaming_data_types.fbschemas.logdata_f144.Value import Value
 
 from forwarder.serialise.base import UnsupportedValue
 from forwarder.serialise.fb_layout import fb_string, utf8
 from forwarder.serialise.numeric import as_numeric
+from forwarder.serialise.value_union import F144_MEMBERS
 from forwarder.update import Update
 
 FILE_IDENTIFIER = b"f144"
@@ -50,21 +50,6 @@ FILE_IDENTIFIER = b"f144"
 ROOT_TABLE = 32
 VALUE_TABLE = 56
 SOURCE_NAME = 72
-
-# dtype -> (scalar union tag, array union tag, struct code of one element)
-MEMBERS = {
-    np.dtype("int8"): (Value.Byte, Value.ArrayByte, "b"),
-    np.dtype("uint8"): (Value.UByte, Value.ArrayUByte, "B"),
-    np.dtype("int16"): (Value.Short, Value.ArrayShort, "h"),
-    np.dtype("uint16"): (Value.UShort, Value.ArrayUShort, "H"),
-    np.dtype("int32"): (Value.Int, Value.ArrayInt, "i"),
-    np.dtype("uint32"): (Value.UInt, Value.ArrayUInt, "I"),
-    np.dtype("int64"): (Value.Long, Value.ArrayLong, "q"),
-    np.dtype("uint64"): (Value.ULong, Value.ArrayULong, "Q"),
-    np.dtype("float32"): (Value.Float, Value.ArrayFloat, "f"),
-    np.dtype("float64"): (Value.Double, Value.ArrayDouble, "d"),
-}
-
 
 def _head(value_field: int) -> bytes:
     """Bytes 0..40: root offset, identifier, both vtables, padding, LogData's first 8 bytes."""
@@ -88,7 +73,7 @@ class _ScalarPacker:
     """Packs (timestamp, value) of one dtype into a whole message in one struct call."""
 
     def __init__(self, name: bytes, dtype: np.dtype) -> None:
-        union_tag, _, code = MEMBERS[dtype]
+        union_tag, _, code = F144_MEMBERS[dtype]
         self.head = _head(value_field=8)
         self.middle = _logdata_rest(union_tag) + struct.pack("<i4x", VALUE_TABLE - 20)
         self.tail = fb_string(name)
@@ -105,7 +90,7 @@ class _ArrayPacker:
     """Packs (timestamp, element count) into a message prefix; the elements follow it."""
 
     def __init__(self, name: bytes, dtype: np.dtype) -> None:
-        _, union_tag, _ = MEMBERS[dtype]
+        _, union_tag, _ = F144_MEMBERS[dtype]
         text = fb_string(name)
         vector = SOURCE_NAME + len(text)
         vector += -(vector + 4) % 8  # elements (at vector + 4) 8-aligned

@@ -1,6 +1,6 @@
 """Checks that an update's value is a number or a 1-D array of numbers a schema can carry.
 
-f144, f142 and our fast f144 writer all accept the same numeric values, so the rules (which
+Our f144 and f142 writers all accept the same numeric values, so the rules (which
 dtypes, what happens to booleans, which error for strings) live here once.
 """
 
@@ -9,16 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from forwarder.serialise.base import UnsupportedValue
+from forwarder.serialise.value_union import NUMERIC_DTYPES
 from forwarder.update import Table
-
-# The numeric dtypes every ESS log-data schema has a union member for.
-NUMERIC_DTYPES = frozenset(
-    np.dtype(name)
-    for name in (
-        "int8", "uint8", "int16", "uint16", "int32", "uint32",
-        "int64", "uint64", "float32", "float64",
-    )
-)  # fmt: skip
 
 _UINT8 = np.dtype("uint8")
 

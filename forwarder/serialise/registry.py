@@ -22,7 +22,6 @@ from forwarder.serialise.base import (
     DataSerialiser,
     UnknownSchema,
 )
-from forwarder.serialise.ep01 import Ep01DataSerialiser
 from forwarder.serialise.ep01_fast import Ep01FastConnectionSerialiser
 from forwarder.serialise.f142_fast import F142FastSerialiser
 from forwarder.serialise.f144_fast import F144FastSerialiser
@@ -31,10 +30,10 @@ from forwarder.serialise.nttable import Se00Serialiser, SenvSerialiser
 from forwarder.serialise.tdct import TdctSerialiser
 
 DATA_SERIALISERS: dict[str, Callable[[str], DataSerialiser]] = {
-    "f144": F144FastSerialiser,  # our writer; f144.py has the library-backed reference
+    "f144": F144FastSerialiser,
     "f142": F142FastSerialiser,
     "al00": Al00FastDataSerialiser,
-    "ep01": Ep01DataSerialiser,
+    "ep01": NoOpSerialiser,  # ep01 goes out for every stream anyway
     "tdct": TdctSerialiser,
     "no_op": NoOpSerialiser,
     "nttable_se00": Se00Serialiser,

@@ -20,8 +20,9 @@ from streaming_data_types.logdata_f142 import _map_fb_enum_to_type
 
 from forwarder.serialise import UnsupportedValue, make_data_serialiser
 from forwarder.serialise.f142 import F142Serialiser
-from forwarder.serialise.f142_fast import MEMBERS, F142FastSerialiser
-from forwarder.serialise.numeric import NUMERIC_DTYPES
+from forwarder.serialise.f142_fast import F142FastSerialiser
+from forwarder.serialise.value_union import F142_MEMBERS as MEMBERS
+from forwarder.serialise.value_union import NUMERIC_DTYPES
 from forwarder.update import NO_ALARM, Alarm, Severity, Table, Update
 from tests.unit import fb_structure as fb
 
