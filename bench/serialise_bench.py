@@ -16,7 +16,7 @@ from streaming_data_types.alarm_al00 import Severity as Al00Severity
 from streaming_data_types.epics_connection_ep01 import ConnectionInfo
 
 from forwarder.serialise import alarm_serialiser, connection_serialiser, make_data_serialiser
-from forwarder.serialise.f142 import F142Serialiser
+from forwarder.serialise.f142_builder import F142Serialiser
 from forwarder.update import Alarm, ConnectionStatus, Severity, Update
 
 REPEATS = 7

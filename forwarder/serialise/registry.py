@@ -5,26 +5,26 @@ as a DATA schema, "al00" makes each update's data message the al00 of the update
 and "ep01" sends no data message at all (its data serialiser returns None; connection status
 goes out as ep01 for every stream anyway). "no_op" likewise sends nothing but al00/ep01.
 
-f144, f142, al00 and ep01 use our own byte-template writers (*_fast.py, 10-100x faster than
-the library; f142's library writer is broken under numpy 2, so f142.py holds our
-Builder-based one, used for string arrays); tdct, se00 and senv use the
-ess-streaming-data-types library.
+f144, f142, al00 and ep01 use our own byte-template writers (f144.py, f142.py, al00.py,
+ep01.py; 10-100x faster than the library). f142's library writer is broken under numpy 2, so
+f142_builder.py holds our Builder-based one, used for string arrays. tdct, se00 and senv use
+the ess-streaming-data-types library.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from forwarder.serialise.al00_fast import Al00FastAlarmSerialiser, Al00FastDataSerialiser
+from forwarder.serialise.al00 import Al00FastAlarmSerialiser, Al00FastDataSerialiser
 from forwarder.serialise.base import (
     AlarmSerialiser,
     ConnectionSerialiser,
     DataSerialiser,
     UnknownSchema,
 )
-from forwarder.serialise.ep01_fast import Ep01FastConnectionSerialiser
-from forwarder.serialise.f142_fast import F142FastSerialiser
-from forwarder.serialise.f144_fast import F144FastSerialiser
+from forwarder.serialise.ep01 import Ep01FastConnectionSerialiser
+from forwarder.serialise.f142 import F142FastSerialiser
+from forwarder.serialise.f144 import F144FastSerialiser
 from forwarder.serialise.no_op import NoOpSerialiser
 from forwarder.serialise.nttable import Se00Serialiser, SenvSerialiser
 from forwarder.serialise.tdct import TdctSerialiser

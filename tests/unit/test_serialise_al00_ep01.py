@@ -24,8 +24,8 @@ from forwarder.serialise import (
     connection_serialiser,
     make_data_serialiser,
 )
-from forwarder.serialise.al00_fast import Al00FastAlarmSerialiser, Al00FastDataSerialiser
-from forwarder.serialise.ep01_fast import Ep01FastConnectionSerialiser
+from forwarder.serialise.al00 import Al00FastAlarmSerialiser, Al00FastDataSerialiser
+from forwarder.serialise.ep01 import Ep01FastConnectionSerialiser
 from forwarder.update import Alarm, ConnectionStatus, Severity, Update
 from tests.unit import fb_structure as fb
 from tests.unit.reference_serialisers import (

@@ -19,8 +19,8 @@ from streaming_data_types.fbschemas.logdata_f142.Value import Value
 from streaming_data_types.logdata_f142 import _map_fb_enum_to_type
 
 from forwarder.serialise import UnsupportedValue, make_data_serialiser
-from forwarder.serialise.f142 import F142Serialiser
-from forwarder.serialise.f142_fast import F142FastSerialiser
+from forwarder.serialise.f142 import F142FastSerialiser
+from forwarder.serialise.f142_builder import F142Serialiser
 from forwarder.serialise.value_union import F142_MEMBERS as MEMBERS
 from forwarder.serialise.value_union import NUMERIC_DTYPES
 from forwarder.update import NO_ALARM, Alarm, Severity, Table, Update

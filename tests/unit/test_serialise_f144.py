@@ -16,7 +16,7 @@ import pytest
 from streaming_data_types import deserialise_f144, serialise_f144
 
 from forwarder.serialise import UnsupportedValue, make_data_serialiser
-from forwarder.serialise.f144_fast import F144FastSerialiser
+from forwarder.serialise.f144 import F144FastSerialiser
 from forwarder.serialise.value_union import F144_MEMBERS as MEMBERS
 from forwarder.update import Table, Update
 from tests.unit import fb_structure as fb
