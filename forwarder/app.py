@@ -12,9 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from forwarder.config.commands import Command, CommandKind, ConfigController
+from forwarder.config.commands import Command, CommandKind, ConfigController, Streams
 from forwarder.config.storage import (
     ConfigStorage,
     StorageUnavailable,
@@ -22,7 +22,17 @@ from forwarder.config.storage import (
     retrieve_config,
 )
 from forwarder.settings import Settings
+from forwarder.sink import MessageSink
 from forwarder.status.reporter import StatusReporter
+
+if TYPE_CHECKING:  # the real parts import confluent_kafka and the EPICS libraries; build_parts
+    # imports them only when it runs
+    from forwarder.group.member import GroupMember
+    from forwarder.kafka.consumer import ConfigConsumer
+    from forwarder.kafka.producer import Producer
+    from forwarder.manager import StreamManager
+    from forwarder.metrics import Metrics
+    from forwarder.sources.base import SourceFactory
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +49,18 @@ FLUSH_TIMEOUT_S = 5.0
 class Parts:
     """Everything the forwarder runs; made by ``build_parts`` (or by tests, as fakes)."""
 
-    metrics: Any
-    output_producer: Any
-    status_sink: Any
-    storage_sink: Any | None
-    source_factories: dict[str, Any]
-    manager: Any
-    config_consumer: Any
+    metrics: Metrics
+    output_producer: Producer
+    status_sink: MessageSink
+    storage_sink: MessageSink | None
+    source_factories: dict[str, SourceFactory]
+    manager: StreamManager
+    config_consumer: ConfigConsumer
     storage_reader: TopicReader | None = None
-    extra_producers: list[Any] = field(default_factory=list)
+    extra_producers: list[Producer] = field(default_factory=list)
     # With --group: the configured set over the manager (OwnedStreams) and the membership.
-    owned_streams: Any | None = None
-    group_member: Any | None = None
+    owned_streams: Streams | None = None
+    group_member: GroupMember | None = None
 
 
 class StopRequest:
