@@ -95,7 +95,6 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
     from forwarder.sources import make_source_factories
 
     metrics = Metrics()
-    control_metrics = Metrics()  # status/storage traffic must not count as forwarded data
 
     def producer(config: dict, role: str, producer_metrics, **kwargs) -> Producer:
         return Producer(
@@ -108,11 +107,13 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
         metrics,
         buffer_bytes=settings.producer_buffer_mb * 1024 * 1024,
     )
-    status = producer(settings.status_kafka, "status-topic", control_metrics)
+    # Status and storage traffic is not forwarded data: no metrics. Its failures show in
+    # status (storage: written/failed/error) and in ERROR lines.
+    status = producer(settings.status_kafka, "status-topic", None)
     extra = [status]
     storage = reader = None
     if settings.storage_topic:
-        storage = producer(settings.storage_kafka, "storage-topic", control_metrics)
+        storage = producer(settings.storage_kafka, "storage-topic", None)
         extra.append(storage)
         if not settings.skip_retrieval:
             reader = KafkaTopicReader(

@@ -255,6 +255,24 @@ def test_client_side_produce_exception_is_a_drop_not_raised(caplog):
         producer.close(1)
 
 
+def test_a_control_producer_without_metrics_delivers_and_drops_per_stream():
+    """Status and storage producers get no metrics: their counts are per stream only."""
+    for fail_delivery in (False, True):
+        fake = FakeConfluent(fail_delivery=fail_delivery)
+        producer = Producer({}, None, confluent_producer=fake)
+        stream = StreamCounts("(status)", "status")
+        try:
+            producer.produce("status", None, b"x", 1, stream=stream)
+            wait_until(
+                lambda: stream.forwarded + stream.dropped == 1,
+                timeout=5,
+                what="the delivery report",
+            )
+            assert (stream.dropped == 1) == fail_delivery
+        finally:
+            producer.close(1)
+
+
 def test_drops_are_summarised_in_one_error_line_at_most_every_10s(caplog):
     now = [0.0]
     producer, fake, _ = make(buffer_bytes=3 * cost(), inflight_bytes=cost(), clock=lambda: now[0])
