@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from forwarder.kafka.buffer_budget import PER_MESSAGE_OVERHEAD
@@ -255,22 +256,22 @@ def test_client_side_produce_exception_is_a_drop_not_raised(caplog):
         producer.close(1)
 
 
-def test_a_control_producer_without_metrics_delivers_and_drops_per_stream():
+@pytest.mark.parametrize("fail_delivery", [False, True])
+def test_a_control_producer_without_metrics_delivers_and_drops_per_stream(fail_delivery):
     """Status and storage producers get no metrics: their counts are per stream only."""
-    for fail_delivery in (False, True):
-        fake = FakeConfluent(fail_delivery=fail_delivery)
-        producer = Producer({}, None, confluent_producer=fake)
-        stream = StreamCounts("(status)", "status")
-        try:
-            producer.produce("status", None, b"x", 1, stream=stream)
-            wait_until(
-                lambda: stream.forwarded + stream.dropped == 1,
-                timeout=5,
-                what="the delivery report",
-            )
-            assert (stream.dropped == 1) == fail_delivery
-        finally:
-            producer.close(1)
+    fake = FakeConfluent(fail_delivery=fail_delivery)
+    producer = Producer({}, None, confluent_producer=fake)
+    stream = StreamCounts("(status)", "status")
+    try:
+        producer.produce("status", None, b"x", 1, stream=stream)
+        wait_until(
+            lambda: stream.forwarded + stream.dropped == 1,
+            timeout=5,
+            what="the delivery report",
+        )
+        assert (stream.dropped == 1) == fail_delivery
+    finally:
+        producer.close(1)
 
 
 def test_drops_are_summarised_in_one_error_line_at_most_every_10s(caplog):
