@@ -1,30 +1,38 @@
-"""The forwarder process: wire the parts together, run the control loop, shut down cleanly.
+"""The forwarder's control loop, and the composition root that builds the parts it runs over.
 
 The main thread only does control work (config commands, status, storage); data flows from
 the EPICS libraries' threads through the stream manager to the producer without touching it.
-SIGTERM/SIGINT end the loop; sources are stopped and the producer flushed within a bound.
+Signals, the exit watchdog and metrics export belong to the process (forwarder.lifecycle).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from forwarder.cli import Settings
-from forwarder.config.commands import Command, CommandKind, ConfigController
+from forwarder.config.commands import Command, CommandKind, ConfigController, Streams
 from forwarder.config.storage import (
     ConfigStorage,
     StorageUnavailable,
     TopicReader,
     retrieve_config,
 )
+from forwarder.settings import Settings
+from forwarder.sink import MessageSink
 from forwarder.status.reporter import StatusReporter
+
+if TYPE_CHECKING:  # the real parts import confluent_kafka and the EPICS libraries; build_parts
+    # imports them only when it runs
+    from forwarder.group.member import GroupMember
+    from forwarder.kafka.consumer import ConfigConsumer
+    from forwarder.kafka.producer import Producer
+    from forwarder.manager import StreamManager
+    from forwarder.metrics import Metrics
+    from forwarder.sources.base import SourceFactory
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +42,6 @@ RETRIEVAL_TIMEOUT_S = 30.0  # one attempt; an unreachable broker means another a
 RESTORE_FIRST_RETRY_S = 0.5
 RESTORE_MAX_RETRY_S = 10.0
 RESTORE_LOG_INTERVAL_S = 10.0
-SHUTDOWN_BOUND_S = 10.0
 FLUSH_TIMEOUT_S = 5.0
 
 
@@ -42,18 +49,18 @@ FLUSH_TIMEOUT_S = 5.0
 class Parts:
     """Everything the forwarder runs; made by ``build_parts`` (or by tests, as fakes)."""
 
-    metrics: Any
-    output_producer: Any
-    status_sink: Any
-    storage_sink: Any | None
-    source_factories: dict[str, Any]
-    manager: Any
-    config_consumer: Any
+    metrics: Metrics
+    output_producer: Producer
+    status_sink: MessageSink
+    storage_sink: MessageSink | None
+    source_factories: dict[str, SourceFactory]
+    manager: StreamManager
+    config_consumer: ConfigConsumer
     storage_reader: TopicReader | None = None
-    extra_producers: list[Any] = field(default_factory=list)
+    extra_producers: list[Producer] = field(default_factory=list)
     # With --group: the configured set over the manager (OwnedStreams) and the membership.
-    owned_streams: Any | None = None
-    group_member: Any | None = None
+    owned_streams: Streams | None = None
+    group_member: GroupMember | None = None
 
 
 class StopRequest:
@@ -88,7 +95,6 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
     from forwarder.sources import make_source_factories
 
     metrics = Metrics()
-    control_metrics = Metrics()  # status/storage traffic must not count as forwarded data
 
     def producer(config: dict, role: str, producer_metrics, **kwargs) -> Producer:
         return Producer(
@@ -101,11 +107,13 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
         metrics,
         buffer_bytes=settings.producer_buffer_mb * 1024 * 1024,
     )
-    status = producer(settings.status_kafka, "status-topic", control_metrics)
+    # Status and storage traffic is not forwarded data: no metrics. Its failures show in
+    # status (storage: written/failed/error) and in ERROR lines.
+    status = producer(settings.status_kafka, "status-topic", None)
     extra = [status]
     storage = reader = None
     if settings.storage_topic:
-        storage = producer(settings.storage_kafka, "storage-topic", control_metrics)
+        storage = producer(settings.storage_kafka, "storage-topic", None)
         extra.append(storage)
         if not settings.skip_retrieval:
             reader = KafkaTopicReader(
@@ -343,93 +351,3 @@ def _quietly(obj: Any, method: str, *args: Any) -> None:
     except Exception:
         log.exception("%s.%s failed during shutdown", type(obj).__name__, method)
     log.debug("%s.%s took %.2fs", type(obj).__name__, method, time.monotonic() - started)
-
-
-class ExitWatchdog:
-    """Ends the process if shutdown (including interpreter exit) hangs past the bound."""
-
-    def __init__(self, bound_s: float, force_exit: Callable[[int], None] = os._exit):
-        self._timer = threading.Timer(bound_s, self._fire, args=(bound_s,))
-        self._timer.daemon = True
-        self._force_exit = force_exit
-
-    def start(self) -> None:
-        self._timer.start()
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-    def _fire(self, bound_s: float) -> None:
-        log.error("Shutdown took longer than %.0fs; forcing exit", bound_s)
-        logging.shutdown()
-        self._force_exit(1)
-
-
-def ess_graphite_prefix(service_id: str) -> str:
-    """The ESS forwarder's Graphite prefix: forwarder.<host, dots as _>.<service id>."""
-    import socket
-
-    host = socket.gethostname().replace(".", "_")
-    return f"forwarder.{host}.{service_id}".replace(" ", "").lower()
-
-
-def _start_metrics_export(settings: Settings, metrics: Any) -> None:
-    try:
-        if settings.grafana_carbon_address:
-            metrics.start_graphite(
-                settings.grafana_carbon_address,
-                settings.statistics_update_interval_s,
-                settings.grafana_metric_prefix or ess_graphite_prefix(settings.service_id),
-            )
-        if settings.prometheus_port is not None:
-            metrics.start_prometheus(settings.prometheus_port)
-    except Exception:
-        log.exception("Could not start metrics export; forwarding without it")
-
-
-def run(
-    settings: Settings,
-    parts: Parts | None = None,
-    *,
-    install_signals: bool = True,
-    watchdog: ExitWatchdog | None = None,
-    request: StopRequest | None = None,
-) -> int:
-    """Run until SIGTERM/SIGINT (exit 0) or a fatal Kafka error (exit 1)."""
-    log.info("Starting forwarder %s (service id %s)", _version(), settings.service_id)
-    request = request or StopRequest()
-    try:
-        parts = parts or build_parts(settings, request.fail)
-    except Exception:
-        log.exception("Could not start the forwarder")
-        return 1
-    _start_metrics_export(settings, parts.metrics)
-    app = Forwarder(settings, parts, request)
-    previous = _install_signal_handlers(app.stop) if install_signals else {}
-    try:
-        app.run()
-    finally:
-        (watchdog or ExitWatchdog(SHUTDOWN_BOUND_S)).start()
-        started = time.monotonic()
-        app.shutdown()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        log.info("Stopped after %.1fs of shutdown", time.monotonic() - started)
-    return 1 if request.failure else 0
-
-
-def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
-    def on_signal(signum, _frame) -> None:
-        log.info("Received %s; stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous[signum] = signal.signal(signum, on_signal)
-    return previous
-
-
-def _version() -> str:
-    import forwarder
-
-    return forwarder.__version__

@@ -27,6 +27,7 @@ from streaming_data_types.forwarder_config_update_fc00 import StreamInfo, serial
 from forwarder.config.commands import PROTOCOL_NUMBERS, CommandKind, parse_command
 from forwarder.config.streams import StreamSpec
 from forwarder.kafka.stream_counts import StreamCounts
+from forwarder.sink import Headers, MessageSink
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,6 @@ _STREAM_OVERHEAD_BYTES = 64
 # Read-back windows grow from the end of the topic by this factor until a snapshot is found.
 FIRST_WINDOW = 1000
 WINDOW_GROWTH = 8
-
-Headers = list[tuple[str, bytes]]
 
 
 class StorageUnavailable(Exception):
@@ -97,18 +96,6 @@ def snapshot_marker(headers: Sequence[tuple[str, bytes | None]] | None):
             return ("", 0, 0)  # a marker we cannot read: never part of a complete snapshot
         return (snapshot_id, part, parts)
     return None
-
-
-class MessageSink(Protocol):
-    def produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        timestamp_ms: int,
-        stream=None,
-        headers: Headers | None = None,
-    ) -> None: ...
 
 
 class ConfigStorage:

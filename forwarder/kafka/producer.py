@@ -99,14 +99,14 @@ class Producer:
     def __init__(
         self,
         config: dict[str, Any],
-        metrics: Metrics,
+        metrics: Metrics | None,
         *,
         confluent_producer: Any | None = None,
         buffer_bytes: int = DEFAULT_BUFFER_MB * 1024 * 1024,
         inflight_bytes: int | None = None,
         clock=time.monotonic,
     ) -> None:
-        self._metrics = metrics
+        self._metrics = metrics  # None: a control producer (status, storage), not data
         if confluent_producer is None:  # not `or`: a Producer with an empty queue is falsy
             confluent_producer = ConfluentProducer(producer_config(config))
         self._producer = confluent_producer
@@ -208,7 +208,8 @@ class Producer:
 
     def _refused(self, topic: str, counts: StreamCounts, error: Exception) -> None:
         """librdkafka refused the message outright (lock held): a drop of its stream."""
-        self._metrics.inc("send_delivery_errors")
+        if self._metrics is not None:
+            self._metrics.inc("send_delivery_errors")
         self._drop(counts, "refused by the client")
         counts.error = str(error)
         self._produce_errors.error("Could not produce message to %s: %s", topic, error)
@@ -239,14 +240,16 @@ class Producer:
                 spared += 1
                 continue
             self._overflow_bytes -= entry[5]
-            self._metrics.inc("send_buffer_errors")
+            if self._metrics is not None:
+                self._metrics.inc("send_buffer_errors")
             self._drop(counts, "buffer budget exhausted")
 
     def _drop(self, counts: StreamCounts, reason: str) -> None:
         counts.dropped += 1
         self._drops_since_log[(counts.channel, counts.topic)] += 1
         self._drop_reasons[reason] += 1
-        self._metrics.inc("updates_dropped")
+        if self._metrics is not None:
+            self._metrics.inc("updates_dropped")
 
     # --- delivery reports and draining (poll thread) -----------------------------------------
 
@@ -263,7 +266,8 @@ class Producer:
                     counts.error = err.str()
                     self._drop(counts, "refused by Kafka")
             if err is not None:
-                self._metrics.inc("send_delivery_errors")
+                if self._metrics is not None:
+                    self._metrics.inc("send_delivery_errors")
                 self._topic_log(msg.topic()).error(
                     "Kafka refused a message of %s for topic %s: %s",
                     counts.channel,
@@ -271,10 +275,11 @@ class Producer:
                     err.str(),
                 )
                 return
-            self._metrics.inc("successful_sends")
-            latency = msg.latency()
-            if latency is not None:
-                self._metrics.observe("latency_produce_to_delivery", latency)
+            if self._metrics is not None:
+                self._metrics.inc("successful_sends")
+                latency = msg.latency()
+                if latency is not None:
+                    self._metrics.observe("latency_produce_to_delivery", latency)
         except Exception:
             log.exception("Error handling a Kafka delivery report")
 
@@ -374,7 +379,8 @@ class Producer:
                 self._drop(entry[4], "not delivered before shutdown")
         if in_kafka:
             # Still in librdkafka: lost with the process; its reports will never come.
-            self._metrics.inc("updates_dropped", in_kafka)
+            if self._metrics is not None:
+                self._metrics.inc("updates_dropped", in_kafka)
         if in_kafka or in_overflow:
             log.error(
                 "Kafka producer closed with %d messages not delivered",

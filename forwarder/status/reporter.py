@@ -19,22 +19,18 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
 
 from streaming_data_types.status_x5f2 import serialise_x5f2
 
 import forwarder
 from forwarder.config.streams import StreamSpec
+from forwarder.sink import MessageSink
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 4.0
 # Well under the broker's default message.max.bytes (1 MB).
 MAX_STATUS_JSON_BYTES = 512 * 1024
-
-
-class MessageSink(Protocol):
-    def produce(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int) -> None: ...
 
 
 StreamState = Callable[[StreamSpec], Mapping[str, object]]

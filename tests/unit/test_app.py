@@ -1,6 +1,4 @@
 import json
-import os
-import signal
 import threading
 
 import pytest
@@ -13,11 +11,10 @@ from streaming_data_types.forwarder_config_update_fc00 import (
 from streaming_data_types.status_x5f2 import deserialise_x5f2
 
 from forwarder import app as app_module
-from forwarder.app import ExitWatchdog, Forwarder, Parts, StopRequest, run
+from forwarder.app import Forwarder, Parts
 from forwarder.cli import parse_settings
 from forwarder.config.storage import StorageUnavailable, StoredMessage, serialise_config
 from forwarder.config.streams import StreamSpec
-from helpers.polling import wait_until
 
 from .fakes_control import FakeSink, FakeStreams
 
@@ -140,53 +137,7 @@ def statuses(parts):
     return [json.loads(deserialise_x5f2(v).status_json) for v in parts.status_sink.values()]
 
 
-class NoWatchdog(ExitWatchdog):
-    def __init__(self):
-        super().__init__(60, force_exit=lambda code: None)
 
-    def start(self):
-        pass
-
-
-def test_sigterm_stops_the_loop_closes_sources_then_flushes_and_exits_0():
-    parts, journal = make_parts()
-
-    def drive():
-        wait_until(lambda: parts.status_sink.messages, timeout=10, what="first status")
-        parts.config_consumer.send(ADD_A)
-        wait_until(
-            lambda: any(s["streams"] for s in statuses(parts)),
-            timeout=10,
-            what="a status listing the added stream",
-        )
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    previous = signal.getsignal(signal.SIGTERM)
-    driver = threading.Thread(target=drive)
-    driver.start()
-    code = run(settings(), parts, watchdog=NoWatchdog())
-    driver.join(10)
-    assert code == 0
-    assert parts.manager.specs() == [SPEC]
-    events = journal.events
-    assert events.index("manager.close") < events.index("output.close")
-    assert events.index("manager.close") < events.index("factory.close")
-    assert {"consumer.close", "status.close"} <= set(events)
-    assert parts.metrics.stopped
-    assert signal.getsignal(signal.SIGTERM) is previous
-
-
-def test_sigint_also_stops():
-    parts, _journal = make_parts()
-
-    def drive():
-        wait_until(lambda: parts.status_sink.messages, timeout=10, what="first status")
-        os.kill(os.getpid(), signal.SIGINT)
-
-    driver = threading.Thread(target=drive)
-    driver.start()
-    assert run(settings(), parts, watchdog=NoWatchdog()) == 0
-    driver.join(10)
 
 
 def test_no_status_before_the_config_consumer_is_assigned():
@@ -299,32 +250,7 @@ def test_a_stop_while_restoring_ends_the_run_without_touching_storage():
     assert parts.storage_sink.values("store") == []
 
 
-def test_failure_to_build_parts_exits_1(monkeypatch, caplog):
-    def broken(_settings, _on_auth_failure):
-        raise RuntimeError("no broker library")
 
-    monkeypatch.setattr(app_module, "build_parts", broken)
-    assert run(settings(), install_signals=False) == 1
-    assert "no broker library" in caplog.text
-
-
-def test_watchdog_forces_exit_when_shutdown_hangs(caplog):
-    fired = threading.Event()
-    codes = []
-    dog = ExitWatchdog(0.05, force_exit=lambda code: (codes.append(code), fired.set()))
-    dog.start()
-    assert fired.wait(10)
-    assert codes == [1]
-    assert "forcing exit" in caplog.text
-
-
-def test_watchdog_cancelled_does_not_fire():
-    fired = threading.Event()
-    dog = ExitWatchdog(0.05, force_exit=lambda code: fired.set())
-    dog.start()
-    dog.cancel()
-    dog._timer.join(5)
-    assert not fired.is_set()
 
 
 @pytest.mark.parametrize("extra", [(), ("--skip-retrieval",)])
@@ -420,22 +346,3 @@ def test_producers_are_closed_together_within_one_bound():
     parts.extra_producers = [SlowProducer(journal, "status"), SlowProducer(journal, "storage")]
     Forwarder(settings("--storage-topic", "b:9092/store"), parts).shutdown()
     assert {"output.close", "status.close", "storage.close"} <= set(journal.events)
-
-
-def test_a_fatal_kafka_error_stops_the_forwarder_with_exit_1(caplog):
-    parts, journal = make_parts()
-    request = StopRequest()
-
-    def drive():
-        wait_until(lambda: parts.status_sink.messages, timeout=10, what="first status")
-        request.fail("Kafka authentication failed (config-topic): wrong password")
-        request.fail("a second failure is not the reason")
-
-    driver = threading.Thread(target=drive)
-    driver.start()
-    code = run(settings(), parts, install_signals=False, watchdog=NoWatchdog(), request=request)
-    driver.join(10)
-    assert code == 1
-    assert request.failure == "Kafka authentication failed (config-topic): wrong password"
-    assert "manager.close" in journal.events and "output.close" in journal.events
-    assert caplog.text.count("Stopping the forwarder") == 1

@@ -10,11 +10,12 @@ from streaming_data_types.forwarder_config_update_fc00 import deserialise_fc00
 from streaming_data_types.status_x5f2 import deserialise_x5f2
 
 from forwarder.app import Forwarder
-from forwarder.cli import SettingsError, parse_settings
+from forwarder.cli import parse_settings
 from forwarder.config.streams import StreamPattern, StreamSpec
 from forwarder.group.member import GroupMember, member_config
 from forwarder.group.names import coordination_topic
 from forwarder.group.ownership import OwnedStreams, stream_partition
+from forwarder.settings import SettingsError
 
 from .fakes_control import FakeStreams
 from .test_app import ADD_A, SPEC, make_parts, settings

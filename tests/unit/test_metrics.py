@@ -139,7 +139,7 @@ def test_graphite_lines_carry_the_ess_send_latency_summary():
 def test_the_default_graphite_prefix_is_the_ess_one(monkeypatch):
     import socket
 
-    from forwarder.app import ess_graphite_prefix
+    from forwarder.lifecycle import ess_graphite_prefix
 
     monkeypatch.setattr(socket, "gethostname", lambda: "Host.Example.org")
     assert ess_graphite_prefix("My Fwd") == "forwarder.host_example_org.myfwd"

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from forwarder.kafka.buffer_budget import PER_MESSAGE_OVERHEAD
@@ -251,6 +252,24 @@ def test_client_side_produce_exception_is_a_drop_not_raised(caplog):
         assert stream.dropped == 1 and stream.error
         assert metrics.snapshot()["updates_dropped"] == 1
         assert "Could not produce" in caplog.text
+    finally:
+        producer.close(1)
+
+
+@pytest.mark.parametrize("fail_delivery", [False, True])
+def test_a_control_producer_without_metrics_delivers_and_drops_per_stream(fail_delivery):
+    """Status and storage producers get no metrics: their counts are per stream only."""
+    fake = FakeConfluent(fail_delivery=fail_delivery)
+    producer = Producer({}, None, confluent_producer=fake)
+    stream = StreamCounts("(status)", "status")
+    try:
+        producer.produce("status", None, b"x", 1, stream=stream)
+        wait_until(
+            lambda: stream.forwarded + stream.dropped == 1,
+            timeout=5,
+            what="the delivery report",
+        )
+        assert (stream.dropped == 1) == fail_delivery
     finally:
         producer.close(1)
 
