@@ -28,6 +28,9 @@ nox.options.sessions = ["tests"]
 
 # Every pin but the forwarder's runtime ones (pyproject.toml); it installs the forwarder too.
 DEV_REQUIREMENTS = Path(__file__).with_name("requirements-dev.txt")
+# What `nox -s tests` runs of the suite with docker's broker and IOC and the forwarder of
+# ./build on the host: the command and status contract, not every fault scenario again.
+DOCKER_LOCAL_BUILD_SMOKE = "test_commands or test_status"
 
 
 def _dev_pin(package: str) -> str:
