@@ -70,7 +70,15 @@ def subscribe_pva(names: list[str], counter: Counter) -> list:
 
         return callback
 
-    return [ctx, *(ctx.monitor(n, make_cb(n)) for n in names)]
+    subscriptions = [ctx.monitor(n, make_cb(n)) for n in names]
+    for subscription in subscriptions:
+        # p4p 4.3 can lose a new subscription's first wakeup (see forwarder/sources/pva.py);
+        # one extra drain of its queue recovers it, so the generator is not blamed for it.
+        try:
+            subscription._Q.push(subscription._handle)
+        except AttributeError:
+            pass
+    return [ctx, *subscriptions]
 
 
 def main() -> int:

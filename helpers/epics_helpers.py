@@ -299,7 +299,19 @@ def pva_monitor(network: EpicsNetwork, name: str) -> PvaMonitor:
             monitor.events.append("value")
 
     monitor._sub = pva_context(network).monitor(name, on_event, notify_disconnect=True)
+    _recover_a_lost_first_wakeup(monitor._sub)
     return monitor
+
+
+def _recover_a_lost_first_wakeup(subscription) -> None:
+    """p4p 4.3 sets a Subscription's handle only after ``monitor()`` returns, so a first event
+    that comes sooner is dropped ("Lost Subscription update") and the monitor stays silent
+    for good (seen in the rig's contract tests). One extra drain of its queue, now that the
+    handle is set, delivers what was lost; with nothing lost it is a no-op."""
+    try:
+        subscription._Q.push(subscription._handle)
+    except AttributeError:  # another p4p version
+        pass
 
 
 # -- CA from a fresh process -----------------------------------------------------------------
