@@ -162,25 +162,19 @@ class Forwarder:
         if settings.storage_topic and parts.storage_sink is not None:
             self.storage = ConfigStorage(parts.storage_sink, settings.storage_topic)
             self.controller.add_listener(self._store)
+        # A group member lists the streams it runs, not the whole configuration.
+        listed = self.controller.specs if self.member is None else parts.manager.specs
+        self.status = StatusReporter(
+            parts.status_sink,
+            settings.status_topic,
+            settings.service_id,
+            listed,
+            stream_state=getattr(parts.manager, "stream_state", None),
+            extra=self._extra_status,
+        )
         if self.member is None:
-            self.status = StatusReporter(
-                parts.status_sink,
-                settings.status_topic,
-                settings.service_id,
-                self.controller.specs,
-                stream_state=getattr(parts.manager, "stream_state", None),
-                extra=self._extra_status,
-            )
             self.controller.add_listener(self.status)
         else:
-            self.status = StatusReporter(
-                parts.status_sink,
-                settings.status_topic,
-                settings.service_id,
-                parts.manager.specs,
-                stream_state=getattr(parts.manager, "stream_state", None),
-                extra=self._extra_status,
-            )
             self.controller.add_listener(lambda _configured: self.status.send())
         self._group_changed = threading.Event()
         self._wrote_storage_as_owner = False
