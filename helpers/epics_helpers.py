@@ -257,6 +257,24 @@ def pva_get(network: EpicsNetwork, name: str, timeout: float = 5.0) -> PvaReadin
     return PvaReading.from_value(raw)
 
 
+def pva_probe(network: EpicsNetwork, name: str, timeout: float = 0.5) -> bool:
+    """Whether ``name`` answers a PVA get right now, asked from a throw-away context.
+
+    The shared context keeps a channel that found no server and searches for it again only
+    after a growing backoff, so polling a server that is still starting through it could
+    wait many seconds after the server is up (IOC starts took up to 18 s)."""
+    from p4p.client.thread import Context
+
+    ctx = Context("pva", conf=network.client_env(), useenv=False, nt=False)
+    try:
+        ctx.get(name, timeout=timeout)
+    except Exception:  # noqa: BLE001 - p4p raises TimeoutError or RemoteError: not yet
+        return False
+    finally:
+        ctx.close()
+    return True
+
+
 def pva_put(network: EpicsNetwork, name: str, value, timeout: float = 5.0) -> None:
     """Write ``value`` (a plain value, or a dict of fields) to ``name`` over PVA, waiting."""
     try:

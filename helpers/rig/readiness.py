@@ -62,11 +62,7 @@ def wait_broker_ready(
 def pva_answers(network: EpicsNetwork, pv: str, check_alive: CheckAlive = _always_alive) -> bool:
     """Whether ``pv`` answers a PVA get on ``network`` right now."""
     check_alive()
-    try:
-        epics_helpers.pva_get(network, pv, timeout=0.5)
-    except epics_helpers.EpicsClientError:
-        return False
-    return True
+    return epics_helpers.pva_probe(network, pv, timeout=0.25)
 
 
 def wait_pva_answers(
