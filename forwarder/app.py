@@ -85,7 +85,7 @@ class StopRequest:
         self.event.set()
 
 
-def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> Parts:
+def build_parts(settings: Settings, on_fatal: Callable[[str], None]) -> Parts:
     """The real parts: Kafka producers and consumers, EPICS source factories, the manager."""
     from forwarder.kafka.client_log import client_logging
     from forwarder.kafka.consumer import ConfigConsumer, KafkaTopicReader
@@ -98,7 +98,7 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
 
     def producer(config: dict, role: str, producer_metrics, **kwargs) -> Producer:
         return Producer(
-            {**config, **client_logging(role, on_auth_failure)}, producer_metrics, **kwargs
+            {**config, **client_logging(role, on_fatal)}, producer_metrics, **kwargs
         )
 
     output = producer(
@@ -117,7 +117,7 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
         extra.append(storage)
         if not settings.skip_retrieval:
             reader = KafkaTopicReader(
-                settings.storage_kafka, settings.storage_topic, on_auth_failure=on_auth_failure
+                settings.storage_kafka, settings.storage_topic, on_fatal=on_fatal
             )
     factories = make_source_factories(settings.fake_pv_period_ms, metrics)
     manager = StreamManager(
@@ -128,7 +128,7 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
         metrics=metrics,
     )
     consumer = ConfigConsumer(
-        settings.config_kafka, settings.config_topic, on_auth_failure=on_auth_failure
+        settings.config_kafka, settings.config_topic, on_fatal=on_fatal
     )
     parts = Parts(metrics, output, status, storage, factories, manager, consumer, reader, extra)
     if settings.group:
@@ -141,7 +141,7 @@ def build_parts(settings: Settings, on_auth_failure: Callable[[str], None]) -> P
             settings.config_topic,
             settings.group,
             parts.owned_streams,
-            on_auth_failure=on_auth_failure,
+            on_fatal=on_fatal,
         )
     return parts
 

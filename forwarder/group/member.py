@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from forwarder.group.names import coordination_topic, group_id
 from forwarder.group.ownership import OwnedStreams
-from forwarder.kafka.client_log import AuthFailureHandler, client_logging
+from forwarder.kafka.client_log import FatalErrorHandler, client_logging
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def member_config(
     kafka_config: dict[str, str],
     config_topic: str,
     group: str,
-    on_auth_failure: AuthFailureHandler | None = None,
+    on_fatal: FatalErrorHandler | None = None,
 ) -> dict:
     return {
         **kafka_config,
@@ -51,7 +51,7 @@ def member_config(
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": False,
-        **client_logging("group", on_auth_failure),
+        **client_logging("group", on_fatal),
     }
 
 
@@ -66,14 +66,14 @@ class GroupMember:
         owned: OwnedStreams,
         *,
         on_change: Callable[[], None] = lambda: None,
-        on_auth_failure: AuthFailureHandler | None = None,
+        on_fatal: FatalErrorHandler | None = None,
         consumer_factory=confluent_kafka.Consumer,
         admin_factory=AdminClient,
     ):
         self.group = group
         self.topic = coordination_topic(config_topic, group)
         self._kafka_config = kafka_config
-        self._config = member_config(kafka_config, config_topic, group, on_auth_failure)
+        self._config = member_config(kafka_config, config_topic, group, on_fatal)
         self._owned = owned
         self.on_change = on_change  # called on its thread after each assignment change
         self._consumer_factory = consumer_factory

@@ -15,25 +15,26 @@ from forwarder.log_throttle import Schedule, ThrottledLog, daemon_timer
 log = logging.getLogger("forwarder.kafka")
 LIBRDKAFKA_LOG = logging.getLogger("forwarder.librdkafka")
 
-AuthFailureHandler = Callable[[str], None]
+FatalErrorHandler = Callable[[str], None]
 SUMMARY_INTERVAL_S = 10.0
 
 
 class KafkaErrorLogger:
     """An ``error_cb``: each error code at most once per ``repeat_s`` (with a count of the
-    rest). A failed authentication (a wrong password never fixes itself) is also passed to
-    ``on_auth_failure``, so the forwarder can stop instead of retrying forever."""
+    rest). A failed authentication (a wrong password never fixes itself) and a client's fatal
+    error (after which it produces nothing more) are also passed to ``on_fatal``, so the
+    forwarder stops and says why instead of running on uselessly."""
 
     def __init__(
         self,
         role: str,
         repeat_s: float = SUMMARY_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
-        on_auth_failure: AuthFailureHandler | None = None,
+        on_fatal: FatalErrorHandler | None = None,
         schedule: Schedule = daemon_timer,
     ):
         self._role = role
-        self._on_auth_failure = on_auth_failure
+        self._on_fatal = on_fatal
         self._throttle = ThrottledLog(log, repeat_s, clock, schedule)
 
     def __call__(self, error: KafkaError) -> None:
@@ -43,8 +44,12 @@ class KafkaErrorLogger:
             self._throttle.log(
                 code, logging.ERROR, "Kafka authentication failed (%s): %s", self._role, text
             )
-            if self._on_auth_failure is not None:
-                self._on_auth_failure(f"Kafka authentication failed ({self._role}): {text}")
+            if self._on_fatal is not None:
+                self._on_fatal(f"Kafka authentication failed ({self._role}): {text}")
+        elif error.fatal():
+            log.critical("Fatal Kafka client error (%s): %s", self._role, text)
+            if self._on_fatal is not None:
+                self._on_fatal(f"fatal Kafka client error ({self._role}): {text}")
         else:
             self._throttle.log(code, logging.ERROR, "Kafka error (%s): %s", self._role, text)
 
@@ -73,9 +78,9 @@ class LibrdkafkaLog:
         self._throttle.log((level, facility), level, tagged, self._role, *args)
 
 
-def client_logging(role: str, on_auth_failure: AuthFailureHandler | None = None) -> dict:
+def client_logging(role: str, on_fatal: FatalErrorHandler | None = None) -> dict:
     """The confluent-kafka settings that route one client's errors and log lines to us."""
     return {
-        "error_cb": KafkaErrorLogger(role, on_auth_failure=on_auth_failure),
+        "error_cb": KafkaErrorLogger(role, on_fatal=on_fatal),
         "logger": LibrdkafkaLog(role),
     }

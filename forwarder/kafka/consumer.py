@@ -18,7 +18,7 @@ import confluent_kafka
 from confluent_kafka import KafkaError, TopicPartition
 
 from forwarder.config.storage import StorageUnavailable, StoredMessage
-from forwarder.kafka.client_log import AuthFailureHandler, client_logging
+from forwarder.kafka.client_log import FatalErrorHandler, client_logging
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ ConsumerFactory = Callable[[dict], object]
 
 
 def consumer_config(
-    kafka_config: dict[str, str], role: str, on_auth_failure: AuthFailureHandler | None = None
+    kafka_config: dict[str, str], role: str, on_fatal: FatalErrorHandler | None = None
 ) -> dict:
     """A consumer configuration that never joins a group's offsets and logs errors."""
     config = dict(kafka_config)
@@ -36,7 +36,7 @@ def consumer_config(
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "enable.partition.eof": False,
-            **client_logging(role, on_auth_failure),
+            **client_logging(role, on_fatal),
         }
     )
     return config
@@ -75,12 +75,12 @@ class ConfigConsumer:
         consumer_factory: ConsumerFactory = confluent_kafka.Consumer,
         retry_interval_s: float = 1.0,
         clock=time.monotonic,
-        on_auth_failure: AuthFailureHandler | None = None,
+        on_fatal: FatalErrorHandler | None = None,
         started_ms: int | None = None,
     ):
         self._topic = topic
         self._consumer = consumer_factory(
-            consumer_config(kafka_config, "config-topic", on_auth_failure)
+            consumer_config(kafka_config, "config-topic", on_fatal)
         )
         self._retry_interval_s = retry_interval_s
         self._clock = clock
@@ -169,11 +169,11 @@ class KafkaTopicReader:
         topic: str,
         *,
         consumer_factory: ConsumerFactory = confluent_kafka.Consumer,
-        on_auth_failure: AuthFailureHandler | None = None,
+        on_fatal: FatalErrorHandler | None = None,
     ):
         self._topic = topic
         self._consumer = consumer_factory(
-            consumer_config(kafka_config, "storage-topic", on_auth_failure)
+            consumer_config(kafka_config, "storage-topic", on_fatal)
         )
 
     def partitions(self, timeout: float) -> dict[int, tuple[int, int]] | None:

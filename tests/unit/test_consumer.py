@@ -180,11 +180,19 @@ def test_error_logger_logs_auth_failures_at_error_once_per_period(caplog):
 
 def test_auth_failures_are_reported_to_the_handler_other_errors_are_not():
     reasons = []
-    logger = KafkaErrorLogger("output-broker", on_auth_failure=reasons.append)
+    logger = KafkaErrorLogger("output-broker", on_fatal=reasons.append)
     logger(KafkaError(KafkaError._TRANSPORT, "broker down"))
     logger(KafkaError(KafkaError._AUTHENTICATION, "invalid credentials"))
     assert len(reasons) == 1
     assert "output-broker" in reasons[0] and "invalid credentials" in reasons[0]
+
+
+def test_a_fatal_client_error_is_reported_to_the_handler_and_logged_critical(caplog):
+    reasons = []
+    logger = KafkaErrorLogger("output-broker", on_fatal=reasons.append)
+    logger(KafkaError(KafkaError._FATAL, "out of order sequence number", fatal=True))
+    assert len(reasons) == 1 and "out of order sequence number" in reasons[0]
+    assert any(r.levelname == "CRITICAL" for r in caplog.records)
 
 
 def test_config_consumer_passes_the_auth_handler_to_its_error_callback():
@@ -194,7 +202,7 @@ def test_config_consumer_passes_the_auth_handler_to_its_error_callback():
         {"bootstrap.servers": "b:1"},
         "t",
         consumer_factory=lambda config: made.append(config) or FakeConfluentConsumer(config),
-        on_auth_failure=reasons.append,
+        on_fatal=reasons.append,
     )
     made[0]["error_cb"](KafkaError(KafkaError._AUTHENTICATION, "bad"))
     assert len(reasons) == 1

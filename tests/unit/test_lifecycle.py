@@ -62,7 +62,7 @@ def test_sigint_also_stops():
 
 
 def test_failure_to_build_parts_exits_1(monkeypatch, caplog):
-    def broken(_settings, _on_auth_failure):
+    def broken(_settings, _on_fatal):
         raise RuntimeError("no broker library")
 
     monkeypatch.setattr(lifecycle_module, "build_parts", broken)

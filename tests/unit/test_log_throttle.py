@@ -151,7 +151,7 @@ def test_every_auth_failure_reaches_the_handler_even_when_not_logged(fake_time):
         "status-topic",
         clock=fake_time.clock,
         schedule=fake_time.schedule,
-        on_auth_failure=reasons.append,
+        on_fatal=reasons.append,
     )
     for _ in range(3):
         logger(KafkaError(KafkaError._AUTHENTICATION, "bad password"))
