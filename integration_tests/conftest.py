@@ -83,11 +83,21 @@ def pytest_configure(config: pytest.Config) -> None:
             "--wait-to-attach-debugger needs --local-build PATH: only a forwarder running on "
             "this machine can be attached to"
         )
+    if config.getoption("--wait-to-attach-debugger") and config.getoption("numprocesses", 0):
+        raise pytest.UsageError(
+            "--wait-to-attach-debugger waits for Enter, which parallel workers cannot read: "
+            "add -n 0"
+        )
     config.stash[_build_key] = _local_build(config)
     config.addinivalue_line(
         "markers", "long_running: hours-long soak tests, off by default (-m long_running)"
     )
     config.addinivalue_line("markers", "docker: needs the docker backend")
+    config.addinivalue_line(
+        "markers",
+        "slow: takes over 20 s by design (an outage's length, a 10 s log window); scheduled "
+        "first, so that parallel workers finish together",
+    )
     register_markers(config)
     config.pluginmanager.register(ContractLevels(), "contract-levels")
     # A SIGTERM (CI timeout, `kill`) unwinds like Ctrl-C, so that every fixture still stops
@@ -129,6 +139,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The longest first: a long test started last would keep one worker busy alone.
+    items.sort(key=lambda item: "slow" not in item.keywords)
     if "long_running" in (config.option.markexpr or ""):
         return
     skip = pytest.mark.skip(reason="long-running soak test; run with -m long_running")

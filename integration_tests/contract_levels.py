@@ -89,8 +89,13 @@ class ContractLevels:
             )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.nodeid not in self.level_by_nodeid:
+        # Under pytest-xdist this process did not collect: the level comes with the report.
+        level = self.level_by_nodeid.get(report.nodeid) or dict(report.user_properties).get(
+            "level"
+        )
+        if level is None:
             return
+        self.level_by_nodeid[report.nodeid] = level
         if report.when == "call" or report.outcome != "passed":
             outcome = report.outcome
             if report.when != "call" and report.outcome == "failed":

@@ -118,6 +118,7 @@ _PROTOCOLS = {0: "PVA", 1: "CA", 2: "FAKE"}
 
 
 @pytest.mark.extension
+@pytest.mark.slow
 def test_a_forwarder_started_while_the_broker_is_down_restores_and_keeps_the_stored_configuration(
     kafka, ioc, forwarder_factory, control_factory, outputs, topics, storage_topic
 ):
@@ -213,6 +214,7 @@ def test_the_first_command_on_a_config_topic_created_after_start_is_applied(
 
 
 @pytest.mark.extension
+@pytest.mark.slow
 def test_a_hundred_thousand_streams_are_stored_and_restored_after_sigkill(
     kafka, forwarder_factory, control_factory, topics, storage_topic
 ):

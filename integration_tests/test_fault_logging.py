@@ -36,6 +36,7 @@ def _kind(line: str) -> str:
 
 
 @pytest.mark.extension
+@pytest.mark.slow
 def test_an_unreachable_broker_gives_at_most_one_line_per_kind_every_10_s(
     kafka, ioc, forwarder, control, outputs, topics
 ):

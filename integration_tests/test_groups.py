@@ -243,6 +243,7 @@ def test_three_members_share_300_streams_each_forwarded_by_one_member_exactly_on
 
 
 @pytest.mark.extension
+@pytest.mark.slow
 def test_a_killed_members_streams_resume_on_the_survivors_and_a_new_member_takes_some(
     ioc, counters_running, forwarder_factory, control_factory, topics, outputs
 ):

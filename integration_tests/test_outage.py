@@ -94,6 +94,7 @@ def _ride_out_outage(kafka, forwarder, seconds: float) -> list[float]:
 
 
 @pytest.mark.extension
+@pytest.mark.slow
 def test_a_60s_broker_outage_under_load_loses_no_update_of_any_pv(
     kafka, ioc, forwarder, control, outputs, topics
 ):
@@ -122,6 +123,7 @@ def test_a_60s_broker_outage_under_load_loses_no_update_of_any_pv(
 
 
 @pytest.mark.extension
+@pytest.mark.slow
 def test_an_outage_beyond_a_small_budget_drops_only_what_status_reports_and_keeps_the_latest(
     kafka, ioc, forwarder_factory, control_factory, outputs, topics
 ):

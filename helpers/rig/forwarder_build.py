@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers.rig.locks import held
 from helpers.rig.paths import REPO_ROOT
 
 DEFAULT_BUILD = REPO_ROOT / "build"
@@ -125,6 +126,11 @@ def ensure_build(build: Path = DEFAULT_BUILD, log=print) -> Path:
     The dependencies are installed once; a changed source only reinstalls the forwarder.
     """
     build = Path(build).resolve()
+    with held(build.parent / f".{build.name}.lock"):
+        return _make_or_refresh(build, log)
+
+
+def _make_or_refresh(build: Path, log) -> Path:
     wanted = source_hash()
     stamp = build / _STAMP
     if (build / "bin" / "forwarder").is_file() and stamp.is_file() and stamp.read_text() == wanted:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from helpers.rig.locks import held
 from helpers.rig.paths import LOG_DIR, REPO_ROOT, run_id
 
 KAFKA_IMAGE = "forwarder-rig/kafka:4.1.1"
@@ -58,7 +59,7 @@ def ensure_images(*names: str, forwarder_image: str | None = None) -> None:
     if forwarder_image:
         env["FORWARDER_IMAGE"] = forwarder_image
     began = time.monotonic()
-    with open(log_path, "a") as log:
+    with held(LOG_DIR / ".docker-build.lock"), open(log_path, "a") as log:
         log.write(f"=== {time.strftime('%H:%M:%S')} docker/build_images.sh {' '.join(wanted)}\n")
         log.flush()
         try:
