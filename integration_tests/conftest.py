@@ -274,7 +274,7 @@ def _wait_for_first_status(kafka, fwd) -> None:
     reader = TopicReader(kafka.bootstrap, fwd.spec.status_topic)
     try:
         reader.wait_for(
-            lambda records: not fwd.is_running() or any(r.value[4:8] == b"x5f2" for r in records),
+            lambda: not fwd.is_running() or any(r.schema_id == b"x5f2" for r in reader.records),
             timeout=FORWARDER_READY_TIMEOUT,
             what=f"the first x5f2 status of {fwd.name} on {fwd.spec.status_topic}",
         )

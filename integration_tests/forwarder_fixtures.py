@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from helpers.forwarder_control import ForwarderControl, OutputReader, Stream
+from helpers.forwarder_control import ForwarderControl, Stream
+from helpers.kafka_helpers import TopicReader
 from helpers.rig.paths import CONFIG_FILES
 
 PROTOCOLS = ("CA", "PVA")
@@ -108,12 +109,12 @@ def control(forwarder, control_factory) -> ForwarderControl:
 
 
 @pytest.fixture
-def outputs(kafka) -> Callable[[str], OutputReader]:
-    """outputs(topic) -> an OutputReader of ``topic`` from its beginning."""
-    made: list[OutputReader] = []
+def outputs(kafka) -> Callable[[str], TopicReader]:
+    """outputs(topic) -> a TopicReader of ``topic`` from its beginning."""
+    made: list[TopicReader] = []
 
-    def make(topic: str) -> OutputReader:
-        reader = OutputReader(kafka.bootstrap, topic)
+    def make(topic: str) -> TopicReader:
+        reader = TopicReader(kafka.bootstrap, topic)
         made.append(reader)
         return reader
 

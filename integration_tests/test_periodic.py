@@ -35,7 +35,7 @@ def test_idle_periodic_stream_is_resent_every_period_with_identical_payload(
         for r in reader.records
         if getattr(r.message, "schema", "") == "f144" and r.message.source == name
     ]
-    payloads = {r.payload for r in records}
+    payloads = {r.value for r in records}
     assert len(payloads) == 1, "re-sends differ from the original:\n" + "\n".join(
         describe(r.message) for r in records
     )
@@ -106,7 +106,7 @@ def test_resends_stop_after_remove(ioc, forwarder_idle_updates, control_factory,
 def _periodic_records(reader, name):
     """(kafka timestamp ms, EPICS timestamp ms, payload) of every f144 of ``name``."""
     return [
-        (r.kafka_timestamp_ms, r.message.timestamp_ns // 1_000_000, r.payload)
+        (r.kafka_timestamp_ms, r.message.timestamp_ns // 1_000_000, r.value)
         for r in reader.records
         if getattr(r.message, "schema", "") == "f144" and r.message.source == name
     ]
