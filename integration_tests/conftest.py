@@ -31,6 +31,8 @@ from helpers.rig.forwarder_build import (
 )
 from integration_tests.contract_levels import ContractLevels, register_markers
 
+pytest_plugins = ["integration_tests.forwarder_fixtures"]  # the per-configuration fixtures
+
 _parts_key = pytest.StashKey[list]()
 _choice_key = pytest.StashKey[object]()
 _build_key = pytest.StashKey[object]()
@@ -356,6 +358,3 @@ def forwarder(forwarder_factory):
     """A forwarder with the default configuration (config-files/forwarder.ini)."""
     return forwarder_factory()
 
-
-# The per-configuration forwarder fixtures.
-from integration_tests.forwarder_fixtures import *  # noqa: F401,F403,E402
