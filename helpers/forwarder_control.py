@@ -24,6 +24,8 @@ from helpers.polling import wait_until
 
 PROTOCOLS = {"PVA": Protocol.PVA, "CA": Protocol.CA, "FAKE": Protocol.FAKE}
 _PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+# Stream schemas whose data messages carry another schema id.
+_OUTPUT_SCHEMAS = {"nttable_se00": "se00", "nttable_senv": "senv"}
 SEEN_STREAMS = 10  # streams a timeout message names; the rest are counted
 
 
@@ -41,6 +43,11 @@ class Stream:
     def key(self) -> tuple[str, str, str, str]:
         """(channel, protocol, topic, schema), as the forwarder's status lists streams."""
         return (self.channel, self.protocol, self.topic, self.schema)
+
+    @property
+    def output_schema(self) -> str:
+        """The schema id of the data messages the stream sends, e.g. "se00" for nttable_se00."""
+        return _OUTPUT_SCHEMAS.get(self.schema, self.schema)
 
     def info(self) -> StreamInfo:
         return StreamInfo(
@@ -121,6 +128,30 @@ class ForwarderControl:
 
     def replace(self, streams: Iterable[Stream]) -> float:
         return self.send_raw(fc00(UpdateType.REPLACE, list(streams)))
+
+    def add_and_wait(
+        self, streams: Iterable[Stream], reader: TopicReader | None = None, *, timeout: float
+    ) -> list:
+        """ADD ``streams`` and wait until the status lists exactly them; with the ``reader``
+        of a topic, wait then for the first message of each stream sending to that topic.
+        Returns those first messages, in the order of ``streams`` (each wait has ``timeout``).
+        """
+        streams = list(streams)
+        self.add(streams)
+        self.wait_for_streams(streams, timeout=timeout)
+        if reader is None:
+            return []
+        return [
+            reader.wait_for_count(
+                1,
+                schema=s.output_schema,
+                source=s.channel,
+                timeout=timeout,
+                what=f"the first {s.output_schema} of {s.channel} over {s.protocol}",
+            )[0]
+            for s in streams
+            if s.topic == reader.topic
+        ]
 
     # -- status -------------------------------------------------------------------------------
 

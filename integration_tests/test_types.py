@@ -88,21 +88,12 @@ def _check(message, case: Case, protocol: str, expected_value, expected_ts: int)
 def _forward_all(protocol, schema, cases, ioc, epics_network, forwarder, control, outputs, topics):
     """Configure every case as ``schema`` over ``protocol``; wait for each initial value.
 
-    Returns (reader, {suffix: [initial message]}).
+    Returns the reader of their topic.
     """
     topic = topics.new("data")
     reader = outputs(topic)
     streams = [Stream(ioc.pv(c.suffix), schema, topic, protocol) for c in cases]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
-    for c in cases:
-        reader.wait_for_count(
-            1,
-            schema=schema,
-            source=ioc.pv(c.suffix),
-            timeout=TIMEOUT,
-            what=f"the initial {schema} of {ioc.pv(c.suffix)} over {protocol}",
-        )
+    control.add_and_wait(streams, reader, timeout=TIMEOUT)
     return reader
 
 
@@ -230,10 +221,7 @@ def test_one_element_put_to_a_waveform_arrives_as_a_scalar(
     topic = topics.new("one")
     reader = outputs(topic)
     streams = [Stream(ioc.pv(suffix), "f144", topic, protocol) for suffix, *_ in ONE_ELEMENT]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
-    for stream in streams:
-        reader.wait_for_count(1, schema="f144", source=stream.channel, timeout=TIMEOUT)
+    control.add_and_wait(streams, reader, timeout=TIMEOUT)
     for suffix, value, _, _ in ONE_ELEMENT:
         epics_write(ioc.pv(suffix), [value])
     problems = []
@@ -260,9 +248,7 @@ def test_update_not_newer_than_the_last_forwarded_one_is_dropped_and_the_next_ne
     topic = topics.new("order")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic, protocol)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
+    control.add_and_wait([stream], reader, timeout=TIMEOUT)
 
     def put(value, time_from=None):
         if time_from is not None:
