@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers.flatbuffers_helpers import describe
-from helpers.pvs import TABLE, TABLE_COLUMNS
+from helpers.pvs import INT_TABLE, TABLE, TABLE_COLUMNS
 from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
 
 TIMEOUT = 20.0
@@ -152,27 +152,11 @@ def test_nttable_se00_sends_the_table_rows_as_samples(
     )
 
 
-def _integer_table() -> str | None:
-    """Suffix of an NTTable with integer samples (senv carries no floats), if the rig has one:
-    helpers.pvs.INT_TABLE, or TABLE when its values are integers."""
-    from helpers import pvs
-
-    if np.dtype(TABLE_COLUMNS["value"]).kind in "iu":
-        return TABLE
-    return getattr(pvs, "INT_TABLE", None)
-
-
 @pytest.mark.ess
 def test_nttable_senv_sends_the_table_rows_as_samples(
     table_server, epics_network, forwarder, control, outputs, topics
 ):
-    suffix = _integer_table()
-    if suffix is None:
-        pytest.skip(
-            "senv carries integer samples only and the rig's table server serves "
-            f"{np.dtype(TABLE_COLUMNS['value'])} values: no NTTable senv can carry"
-        )
-    name = table_server.pv(suffix)
+    name = table_server.pv(INT_TABLE)  # senv carries integer samples only
     topic = topics.new("senv")
     reader = outputs(topic)
     stream = Stream(name, "nttable_senv", topic, "PVA")
@@ -188,9 +172,7 @@ def test_nttable_senv_with_float_samples_sends_nothing_and_forwarding_goes_on(
 ):
     """senv has integer members only: a float table must be dropped, not break the stream
     set (the se00 stream of the same table is the marker)."""
-    if np.dtype(TABLE_COLUMNS["value"]).kind != "f":
-        pytest.skip("the rig's table has no float samples")
-    name = table_server.pv(TABLE)
+    name = table_server.pv(TABLE)  # float64 samples (helpers.pvs.TABLE_COLUMNS)
     senv_topic, se00_topic = topics.new("senv"), topics.new("se00")
     senv, se00 = outputs(senv_topic), outputs(se00_topic)
     streams = [Stream(name, "nttable_senv", senv_topic, "PVA")]
