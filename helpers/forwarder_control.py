@@ -130,19 +130,18 @@ class ForwarderControl:
         return self.send_raw(fc00(UpdateType.REPLACE, list(streams)))
 
     def add_and_wait(
-        self, streams: Iterable[Stream], reader: TopicReader | None = None, *, timeout: float
+        self, streams: Iterable[Stream], *readers: TopicReader, timeout: float
     ) -> list:
-        """ADD ``streams`` and wait until the status lists exactly them; with the ``reader``
-        of a topic, wait then for the first message of each stream sending to that topic.
-        Returns those first messages, in the order of ``streams`` (each wait has ``timeout``).
-        """
+        """ADD ``streams`` and wait until the status lists exactly them; given ``readers`` of
+        topics, wait then for the first message of each stream sending to one of those
+        topics. Returns those first messages, in the order of ``streams`` (each wait has
+        ``timeout``)."""
         streams = list(streams)
         self.add(streams)
         self.wait_for_streams(streams, timeout=timeout)
-        if reader is None:
-            return []
+        by_topic = {reader.topic: reader for reader in readers}
         return [
-            reader.wait_for_count(
+            by_topic[s.topic].wait_for_count(
                 1,
                 schema=s.output_schema,
                 source=s.channel,
@@ -150,7 +149,7 @@ class ForwarderControl:
                 what=f"the first {s.output_schema} of {s.channel} over {s.protocol}",
             )[0]
             for s in streams
-            if s.topic == reader.topic
+            if s.topic in by_topic
         ]
 
     # -- status -------------------------------------------------------------------------------

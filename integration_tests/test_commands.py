@@ -70,7 +70,8 @@ def test_same_pv_to_two_topics_gives_two_independent_streams(
     topic_a, topic_b = topics.new("a"), topics.new("b")
     reader_a, reader_b = outputs(topic_a), outputs(topic_b)
     streams = [Stream(name, "f144", topic_a), Stream(name, "f144", topic_b)]
-    control.add_and_wait(streams, timeout=TIMEOUT)
+    # The initial values first: a put while the monitor connects can fold into them.
+    control.add_and_wait(streams, reader_a, reader_b, timeout=TIMEOUT)
     epics_write(name, 4.5)
     for reader in (reader_a, reader_b):
         _value_of(reader, name, 4.5)
