@@ -114,8 +114,8 @@ def run_client(python, impl, pv, duration, env, during=None):
 
 
 def main() -> None:
+    from helpers.rig.ports import allocate_epics_network
     from helpers.rig.processes import ManagedProcess
-    from tests.sources.ports import ca_env, free_port
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--client-python", default="/tmp/caproto-venv/bin/python")
@@ -124,8 +124,7 @@ def main() -> None:
     parser.add_argument("--skip-restart", action="store_true")
     args = parser.parse_args()
 
-    port, repeater = free_port(), free_port()
-    env = {**os.environ, **ca_env(port, repeater)}
+    env = {**os.environ, **allocate_epics_network().server_env()}
     prefix = f"BENCH{uuid.uuid4().hex[:6]}:"
     run_ioc = str(ROOT / "tests/sources/run_test_ioc.py")
 

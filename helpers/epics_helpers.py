@@ -65,25 +65,6 @@ def configure_client_env(network: EpicsNetwork) -> None:
     _ca_env = env
 
 
-def configured_network_env() -> dict[str, str] | None:
-    """The client env this process's libca uses (None if never configured)."""
-    return _ca_env
-
-
-def configured_network() -> EpicsNetwork | None:
-    """The network this process's CA client was configured for, if any."""
-    if _ca_env is None:
-        return None
-    host, ca_port = _ca_env["EPICS_CA_ADDR_LIST"].rsplit(":", 1)
-    return EpicsNetwork(
-        ca_server_port=int(ca_port),
-        ca_repeater_port=int(_ca_env["EPICS_CA_REPEATER_PORT"]),
-        pva_server_port=int(_ca_env["EPICS_PVA_SERVER_PORT"]),
-        pva_broadcast_port=int(_ca_env["EPICS_PVA_BROADCAST_PORT"]),
-        host=host,
-    )
-
-
 def ca_talks_to(network: EpicsNetwork) -> bool:
     """Whether in-process CA reaches ``network`` (configure_client_env was called for it)."""
     return _ca_env == network.client_env()

@@ -1,4 +1,4 @@
-"""Decode the forwarder's output FlatBuffers and make small assertions on them.
+"""Decode the forwarder's output FlatBuffers, describe them, compare their values exactly.
 
 Built on the generated readers of ``streaming_data_types``. f144 and f142 are read here
 directly rather than through ``deserialise_f144``/``deserialise_f142``: those drop the
@@ -11,7 +11,6 @@ of the exact dtype carried in the buffer, so tests can compare value and dtype t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -358,59 +357,7 @@ def decode(payload: bytes | None):
         return Unknown(schema, bytes(payload), f"{type(e).__name__}: {e}")
 
 
-# -- selecting --------------------------------------------------------------------------------
-
-
-def payload_of(record) -> bytes | None:
-    """The value bytes of a record from a TopicReader (object with .value, or raw bytes)."""
-    if record is None or isinstance(record, (bytes, bytearray, memoryview)):
-        return None if record is None else bytes(record)
-    value = getattr(record, "value", None)
-    if callable(value):  # a confluent_kafka Message
-        value = value()
-    return None if value is None else bytes(value)
-
-
-def decoded(records: Iterable, schema: str | None = None, source: str | None = None) -> list:
-    """Decode records (or raw payloads), keeping those of ``schema`` and ``source``."""
-    out = []
-    for record in records:
-        payload = payload_of(record)
-        if payload is None:
-            continue
-        if schema is not None and schema_id(payload) != schema:
-            continue
-        message = decode(payload)
-        if source is not None and getattr(message, "source", None) != source:
-            continue
-        out.append(message)
-    return out
-
-
-def payloads(records: Iterable, schema: str | None = None, source: str | None = None) -> list:
-    """Raw payloads of the records of ``schema`` and ``source`` (for byte-identity checks)."""
-    out = []
-    for record in records:
-        payload = payload_of(record)
-        if payload is None:
-            continue
-        if schema is not None and schema_id(payload) != schema:
-            continue
-        if source is not None and getattr(decode(payload), "source", None) != source:
-            continue
-        out.append(payload)
-    return out
-
-
-def summary(records: Iterable, limit: int = 20) -> list[str]:
-    """A short readable list of what records hold, for failure messages."""
-    lines = []
-    for record in records:
-        message = decode(payload_of(record))
-        lines.append(describe(message))
-    if len(lines) > limit:
-        lines = lines[: limit // 2] + [f"... {len(lines) - limit} more ..."] + lines[-limit // 2 :]
-    return lines
+# -- describing -------------------------------------------------------------------------------
 
 
 def describe(message) -> str:
@@ -440,7 +387,7 @@ def describe(message) -> str:
     return f"unknown {message.schema!r} {message.error}"
 
 
-# -- assertions -------------------------------------------------------------------------------
+# -- comparing --------------------------------------------------------------------------------
 
 
 def values_equal(actual, expected, dtype=None) -> bool:
@@ -455,56 +402,3 @@ def values_equal(actual, expected, dtype=None) -> bool:
     if a.shape != e.shape and not (a.size == e.size == 1):
         return False
     return bool(np.array_equal(a.reshape(-1), e.reshape(-1)))
-
-
-def assert_value(message, expected, dtype=None, value_type: str | None = None) -> None:
-    """Assert ``message.value`` equals ``expected`` exactly, with ``dtype`` and union type."""
-    assert values_equal(message.value, expected, dtype), (
-        f"{describe(message)}: expected value {expected!r}"
-        + (f" of dtype {np.dtype(dtype)}" if dtype is not None else "")
-        + f", got {message.value!r}"
-        + (
-            f" of dtype {np.asarray(message.value).dtype}"
-            if not isinstance(message.value, str)
-            else ""
-        )
-    )
-    if value_type is not None:
-        assert message.value_type == value_type, (
-            f"{describe(message)}: expected union type {value_type}, got {message.value_type}"
-        )
-
-
-def assert_log_data(
-    message,
-    *,
-    source: str,
-    value=None,
-    dtype=None,
-    value_type: str | None = None,
-    timestamp_ns: int | None = None,
-    schema: str | None = None,
-) -> None:
-    """Assert the fields of an f144 or f142 message (only those given)."""
-    assert isinstance(message, (F144, F142)), f"not log data: {describe(message)}"
-    if schema is not None:
-        assert message.schema == schema, f"expected {schema}, got {describe(message)}"
-    assert message.source == source, f"expected source {source!r}, got {describe(message)}"
-    if value is not None:
-        assert_value(message, value, dtype, value_type)
-    elif value_type is not None:
-        assert message.value_type == value_type, f"expected {value_type}: {describe(message)}"
-    if timestamp_ns is not None:
-        assert message.timestamp_ns == timestamp_ns, (
-            f"{describe(message)}: expected EPICS timestamp {timestamp_ns}, "
-            f"got {message.timestamp_ns} (diff {message.timestamp_ns - timestamp_ns} ns)"
-        )
-
-
-def assert_one_each(messages: Sequence, key, expected: Sequence, what: str) -> None:
-    """Assert ``[key(m) for m in messages] == list(expected)`` with a readable message."""
-    got = [key(m) for m in messages]
-    assert got == list(expected), (
-        f"{what}: expected {list(expected)!r}, got {got!r}\n  "
-        + "\n  ".join(describe(m) for m in messages)
-    )

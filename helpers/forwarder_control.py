@@ -1,9 +1,8 @@
 """Test-side client of a running forwarder: send fc00 commands, read its x5f2 status.
 
 Commands are built with ``streaming_data_types.serialise_fc00`` and produced with
-kafka-python, so the test never shares code with the forwarder's own Kafka layer. Topics are
-read with confluent-kafka's consumer, which (unlike kafka-python without the lz4 package)
-decodes the lz4-compressed batches the forwarder produces.
+kafka-python, so the test never shares code with the forwarder's own Kafka layer. The status
+topic is read with ``helpers.kafka_helpers.TopicReader``.
 """
 
 from __future__ import annotations
@@ -11,22 +10,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer
-from confluent_kafka import TopicPartition as CkTopicPartition
 from kafka import KafkaProducer
 from streaming_data_types.fbschemas.forwarder_config_update_fc00.Protocol import Protocol
 from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
 from streaming_data_types.forwarder_config_update_fc00 import StreamInfo, serialise_fc00
 
-from helpers.flatbuffers_helpers import X5f2, decode, schema_id
+from helpers.flatbuffers_helpers import X5f2
+from helpers.kafka_helpers import TopicReader
 from helpers.polling import wait_until
 
 PROTOCOLS = {"PVA": Protocol.PVA, "CA": Protocol.CA, "FAKE": Protocol.FAKE}
 _PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+# Stream schemas whose data messages carry another schema id.
+_OUTPUT_SCHEMAS = {"nttable_se00": "se00", "nttable_senv": "senv"}
 SEEN_STREAMS = 10  # streams a timeout message names; the rest are counted
 
 
@@ -44,6 +43,11 @@ class Stream:
     def key(self) -> tuple[str, str, str, str]:
         """(channel, protocol, topic, schema), as the forwarder's status lists streams."""
         return (self.channel, self.protocol, self.topic, self.schema)
+
+    @property
+    def output_schema(self) -> str:
+        """The schema id of the data messages the stream sends, e.g. "se00" for nttable_se00."""
+        return _OUTPUT_SCHEMAS.get(self.schema, self.schema)
 
     def info(self) -> StreamInfo:
         return StreamInfo(
@@ -92,7 +96,7 @@ class ForwarderControl:
         self.config_topic = config_topic
         self.status_topic = status_topic
         self._producer: KafkaProducer | None = None
-        self._consumer: PartitionReader | None = None
+        self._reader: TopicReader | None = None
         self.statuses: list[StatusRecord] = []
         self.non_status: list[bytes] = []  # anything on the status topic that is not x5f2
         self._parts: dict[int, dict[int, X5f2]] = {}  # cycle -> index -> part of a status
@@ -125,24 +129,50 @@ class ForwarderControl:
     def replace(self, streams: Iterable[Stream]) -> float:
         return self.send_raw(fc00(UpdateType.REPLACE, list(streams)))
 
+    def add_and_wait(
+        self, streams: Iterable[Stream], *readers: TopicReader, timeout: float
+    ) -> list:
+        """ADD ``streams`` and wait until the status lists exactly them; given ``readers`` of
+        topics, wait then for the first message of each stream sending to one of those
+        topics. Returns those first messages, in the order of ``streams`` (each wait has
+        ``timeout``)."""
+        streams = list(streams)
+        self.add(streams)
+        self.wait_for_streams(streams, timeout=timeout)
+        by_topic = {reader.topic: reader for reader in readers}
+        return [
+            by_topic[s.topic].wait_for_count(
+                1,
+                schema=s.output_schema,
+                source=s.channel,
+                timeout=timeout,
+                what=f"the first {s.output_schema} of {s.channel} over {s.protocol}",
+            )[0]
+            for s in streams
+            if s.topic in by_topic
+        ]
+
     # -- status -------------------------------------------------------------------------------
 
-    def _get_consumer(self) -> PartitionReader:
-        if self._consumer is None:
-            self._consumer = PartitionReader(self.bootstrap, self.status_topic)
-        return self._consumer
+    def _get_reader(self) -> TopicReader:
+        if self._reader is None:
+            self._reader = TopicReader(self.bootstrap, self.status_topic)
+        return self._reader
 
     def poll_status(self, timeout_ms: int = 100) -> list[StatusRecord]:
         """Read what arrived on the status topic since the last poll; returns the new ones."""
         new: list[StatusRecord] = []
         now = time.time()
-        for _, timestamp_ms, _, payload in self._get_consumer().poll(timeout_ms / 1000):
-            if payload is None or schema_id(payload) != "x5f2":
-                self.non_status.append(payload)
+        reader = self._get_reader()
+        records = reader.poll(timeout_ms)
+        reader.records.clear()  # kept here as statuses: a long run must not hold them twice
+        for record in records:
+            if record.schema_id != b"x5f2":
+                self.non_status.append(record.value)
                 continue
-            status = self._whole(decode(payload))
+            status = self._whole(record.message)
             if status is not None:
-                new.append(StatusRecord(timestamp_ms, now, status))
+                new.append(StatusRecord(record.kafka_timestamp_ms, now, status))
         self.statuses.extend(new)
         return new
 
@@ -232,148 +262,10 @@ class ForwarderControl:
         if self._producer is not None:
             self._producer.close(timeout=5)
             self._producer = None
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
-
-
-class PartitionReader:
-    """Partition 0 of one topic from its beginning, with confluent-kafka (no group commits)."""
-
-    def __init__(self, bootstrap: str, topic: str):
-        self.topic = topic
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"test-reader-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": False,
-            }
-        )
-        self._consumer.assign([CkTopicPartition(topic, 0, OFFSET_BEGINNING)])
-
-    def poll(self, timeout_s: float) -> list[tuple[int, int, bytes | None, bytes | None]]:
-        """(offset, timestamp ms, key, value) of what arrived, in offset order."""
-        out = []
-        for message in self._consumer.consume(num_messages=1000, timeout=timeout_s):
-            if message.error() is not None:
-                continue  # transient (e.g. partition not ready yet); the next poll retries
-            out.append((message.offset(), message.timestamp()[1], message.key(), message.value()))
-        return out
-
-    def close(self) -> None:
-        self._consumer.close()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-@dataclass(frozen=True)
-class OutputRecord:
-    offset: int
-    kafka_timestamp_ms: int
-    key: bytes | None
-    payload: bytes | None
-    message: object  # decoded with helpers.flatbuffers_helpers.decode
-
-    @property
-    def value(self) -> bytes | None:  # so flatbuffers_helpers.payload_of works on it
-        return self.payload
-
-
-class OutputReader:
-    """Everything on one topic (partition 0) from the beginning, decoded, with waits."""
-
-    def __init__(self, bootstrap: str, topic: str):
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.records: list[OutputRecord] = []
-        self._consumer = PartitionReader(bootstrap, topic)
-
-    def poll(self, timeout_ms: int = 100) -> list[OutputRecord]:
-        new = [
-            OutputRecord(offset, ts, key, value, decode(value))
-            for offset, ts, key, value in self._consumer.poll(timeout_ms / 1000)
-        ]
-        new.sort(key=lambda r: r.offset)
-        self.records.extend(new)
-        return new
-
-    def mark(self) -> int:
-        """Index of the next record; pass to ``messages(since=...)`` to see only later ones."""
-        self.poll(timeout_ms=0)
-        return len(self.records)
-
-    def messages(
-        self, schema: str | None = None, source: str | None = None, since: int = 0
-    ) -> list:
-        out = []
-        for record in self.records[since:]:
-            m = record.message
-            if schema is not None and getattr(m, "schema", None) != schema:
-                continue
-            if source is not None and getattr(m, "source", None) != source:
-                continue
-            out.append(m)
-        return out
-
-    def wait_for(self, condition: Callable[[], object], *, timeout: float, what: str):
-        """Poll the topic until ``condition()`` (which looks at this reader) is truthy."""
-
-        def check():
-            self.poll(timeout_ms=50)
-            return condition()
-
-        return wait_until(
-            check, timeout=timeout, what=f"{what} on {self.topic}", seen=self.seen, interval=0.0
-        )
-
-    def wait_for_count(
-        self,
-        count: int,
-        *,
-        schema: str | None = None,
-        source: str | None = None,
-        since: int = 0,
-        timeout: float = 15.0,
-        what: str | None = None,
-    ) -> list:
-        """Wait until at least ``count`` matching messages arrived; return all matching."""
-        label = what or f"{count} {schema or 'any'} message(s) from {source or 'any source'}"
-
-        def enough():
-            found = self.messages(schema, source, since)
-            return found if len(found) >= count else None
-
-        return self.wait_for(enough, timeout=timeout, what=label)
-
-    def wait_for_message(
-        self,
-        predicate: Callable[[object], bool],
-        *,
-        since: int = 0,
-        timeout: float = 15.0,
-        what: str,
-    ):
-        """Wait for the first message (from index ``since``) satisfying ``predicate``."""
-
-        def first():
-            for record in self.records[since:]:
-                if predicate(record.message):
-                    return record.message
-            return None
-
-        return self.wait_for(first, timeout=timeout, what=what)
-
-    def seen(self) -> str:
-        from helpers.flatbuffers_helpers import describe
-
-        lines = [describe(r.message) for r in self.records]
-        if len(lines) > 30:
-            lines = lines[:10] + [f"... {len(lines) - 20} more ..."] + lines[-10:]
-        return f"{len(self.records)} records: " + "; ".join(lines)
-
-    def close(self) -> None:
-        self._consumer.close()

@@ -1,7 +1,9 @@
-"""Kafka client helpers for tests (kafka-python only): topics, producing, reading, SASL configs.
+"""Kafka client helpers for tests: topics, producing, reading, SASL configs.
 
-Every client is built through ``_client``, which closes it again if its constructor fails
-(kafka-python starts an IO thread before it bootstraps and would leak it otherwise).
+Topics, producing and broker checks use kafka-python; every such client is built through
+``_client``, which closes it again if its constructor fails (kafka-python starts an IO
+thread before it bootstraps and would leak it otherwise). Topics are read with
+confluent-kafka's consumer (``TopicReader``), the tests' one reader of topics.
 """
 
 from __future__ import annotations
@@ -10,16 +12,24 @@ import itertools
 import logging
 import os
 import socket
-import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_CREATE_TIME,
+    TIMESTAMP_LOG_APPEND_TIME,
+    Consumer,
+    KafkaException,
+    TopicPartition,
+)
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.net.compat import KafkaNetClient
 
+from helpers.flatbuffers_helpers import decode, describe
 from helpers.polling import wait_until
 
 log = logging.getLogger(__name__)
@@ -81,14 +91,6 @@ def admin(bootstrap: str, **config) -> KafkaAdminClient:
 def producer(bootstrap: str, **config) -> KafkaProducer:
     config.setdefault("bootstrap_timeout_ms", 10_000)
     return _client(KafkaProducer, bootstrap, **config)
-
-
-def consumer(bootstrap: str, **config) -> KafkaConsumer:
-    """A consumer without a group (assign partitions yourself), reading from the start."""
-    config.setdefault("bootstrap_timeout_ms", 10_000)
-    config.setdefault("auto_offset_reset", "earliest")
-    config.setdefault("enable_auto_commit", False)
-    return _client(KafkaConsumer, bootstrap, **config)
 
 
 def _port_open(bootstrap: str) -> bool:
@@ -178,17 +180,22 @@ def produce(
 
 # -- reading ------------------------------------------------------------------------------
 
+# confluent-kafka's timestamp types -> Kafka's timestamp type attribute (0 create, 1 append).
+_TIMESTAMP_TYPES = {TIMESTAMP_CREATE_TIME: 0, TIMESTAMP_LOG_APPEND_TIME: 1}
+SEEN_RECORDS = 30  # records a timeout message describes; the rest are counted
+
 
 @dataclass(frozen=True)
 class Record:
-    """One message as read from a topic."""
+    """One message as read from a topic, with its value decoded by schema id."""
 
     key: bytes | None
     value: bytes | None
-    timestamp_ms: int
+    kafka_timestamp_ms: int
     timestamp_type: int  # 0: create time (set by the producer), 1: log-append time
     offset: int
-    partition: int = 0
+    partition: int
+    message: object  # helpers.flatbuffers_helpers.decode(value)
 
     @property
     def schema_id(self) -> bytes | None:
@@ -197,66 +204,146 @@ class Record:
 
 
 class TopicReader:
-    """Reads every partition of one topic from its beginning, without a consumer group.
+    """Every partition of one topic from its beginning, decoded, with waits.
 
-    ``poll_new()`` fetches what arrived since the last call; ``records`` keeps everything.
+    Read with confluent-kafka (librdkafka, which decodes the lz4 batches the forwarder
+    produces) and no consumer group. The topic need not exist yet: its partitions are
+    assigned at the first poll that finds them. ``poll()`` fetches what arrived since the
+    last call; ``records`` keeps everything (in offset order within a partition).
+    ``config`` adds librdkafka settings, e.g. ``sasl_config_librdkafka(...)``.
     """
 
-    def __init__(self, bootstrap: str, topic: str, timeout: float = 30.0, **config):
+    def __init__(self, bootstrap: str, topic: str, config: Mapping[str, str] | None = None):
+        self.bootstrap = bootstrap
         self.topic = topic
         self.records: list[Record] = []
-        self._consumer = consumer(bootstrap, **config)
-        try:
-            partitions = wait_until(
-                lambda: self._consumer.partitions_for_topic(topic),
-                timeout=timeout,
-                what=f"partitions of topic {topic!r}",
-            )
-            assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
-            self._consumer.assign(assignment)
-            self._consumer.seek_to_beginning(*assignment)
-        except BaseException:
-            self._consumer.close()
-            raise
+        self._assigned = False
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"test-reader-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+                **(config or {}),
+            }
+        )
 
-    def poll_new(self, timeout_ms: int = 200) -> list[Record]:
+    def _assign(self) -> bool:
+        """Assign every partition from its beginning once metadata lists the topic."""
+        if not self._assigned:
+            try:
+                metadata = self._consumer.list_topics(self.topic, timeout=2.0)
+            except KafkaException:  # no broker answered in time: the next poll tries again
+                return False
+            topic = metadata.topics.get(self.topic)
+            if topic is None or topic.error is not None or not topic.partitions:
+                return False
+            self._consumer.assign(
+                [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(topic.partitions)]
+            )
+            self._assigned = True
+        return True
+
+    def poll(self, timeout_ms: int = 100) -> list[Record]:
         """The records that arrived since the last call (possibly none)."""
-        new: list[Record] = []
-        for messages in self._consumer.poll(timeout_ms=timeout_ms).values():
-            for m in messages:
-                new.append(
-                    Record(m.key, m.value, m.timestamp, m.timestamp_type, m.offset, m.partition)
+        if not self._assign():
+            return []
+        new = []
+        for m in self._consumer.consume(num_messages=1000, timeout=timeout_ms / 1000):
+            if m.error() is not None:
+                continue  # transient (e.g. partition not ready yet); the next poll retries
+            timestamp_type, timestamp_ms = m.timestamp()
+            new.append(
+                Record(
+                    m.key(),
+                    m.value(),
+                    timestamp_ms,
+                    _TIMESTAMP_TYPES.get(timestamp_type, -1),
+                    m.offset(),
+                    m.partition(),
+                    decode(m.value()),
                 )
+            )
+        new.sort(key=lambda r: (r.partition, r.offset))
         self.records.extend(new)
         return new
 
-    def wait_for(self, predicate: Callable[[list[Record]], Any], timeout: float, what: str) -> Any:
-        """Poll until ``predicate(records so far)`` is truthy; return its value.
+    def mark(self) -> int:
+        """Index of the next record; pass to ``messages(since=...)`` to see only later ones."""
+        self.poll(timeout_ms=0)
+        return len(self.records)
 
-        On timeout the error says what was awaited and what had arrived instead.
-        """
+    def messages(
+        self, schema: str | None = None, source: str | None = None, since: int = 0
+    ) -> list:
+        """The decoded messages of ``schema`` from ``source`` (None: any), from ``since`` on."""
+        out = []
+        for record in self.records[since:]:
+            m = record.message
+            if schema is not None and getattr(m, "schema", None) != schema:
+                continue
+            if source is not None and getattr(m, "source", None) != source:
+                continue
+            out.append(m)
+        return out
+
+    def wait_for(self, condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
+        """Poll the topic until ``condition()`` (which looks at this reader) is truthy; return
+        its value. On timeout the error says what was awaited and what had arrived instead."""
 
         def check():
-            self.poll_new()
-            return predicate(self.records)
+            self.poll(timeout_ms=50)
+            return condition()
 
         return wait_until(
-            check,
-            timeout=timeout,
-            what=f"{what} on topic {self.topic!r}",
-            interval=0.0,
-            seen=self.describe,
+            check, timeout=timeout, what=f"{what} on {self.topic}", seen=self.seen, interval=0.0
         )
 
-    def wait_for_count(self, count: int, timeout: float = 30.0) -> list[Record]:
-        """Wait until at least ``count`` records have been read; return all of them."""
-        self.wait_for(lambda records: len(records) >= count, timeout, f"{count} records")
-        return self.records
+    def wait_for_count(
+        self,
+        count: int,
+        *,
+        schema: str | None = None,
+        source: str | None = None,
+        since: int = 0,
+        timeout: float = 15.0,
+        what: str | None = None,
+    ) -> list:
+        """Wait until at least ``count`` matching messages arrived; return all matching."""
+        label = what or f"{count} {schema or 'any'} message(s) from {source or 'any source'}"
 
-    def describe(self, last: int = 5) -> str:
-        """What has been read so far: the count and schema ids of the last few values."""
-        ids = [r.schema_id for r in self.records[-last:]]
-        return f"{len(self.records)} records; schema ids of the last {len(ids)}: {ids}"
+        def enough():
+            found = self.messages(schema, source, since)
+            return found if len(found) >= count else None
+
+        return self.wait_for(enough, timeout=timeout, what=label)
+
+    def wait_for_message(
+        self,
+        predicate: Callable[[object], bool],
+        *,
+        since: int = 0,
+        timeout: float = 15.0,
+        what: str,
+    ):
+        """Wait for the first message (from index ``since``) satisfying ``predicate``."""
+
+        def first():
+            for record in self.records[since:]:
+                if predicate(record.message):
+                    return record.message
+            return None
+
+        return self.wait_for(first, timeout=timeout, what=what)
+
+    def seen(self) -> str:
+        """What has been read so far, described (the first and last few if many)."""
+        lines = [describe(r.message) for r in self.records]
+        if len(lines) > SEEN_RECORDS:
+            half = SEEN_RECORDS // 3
+            lines = lines[:half] + [f"... {len(lines) - 2 * half} more ..."] + lines[-half:]
+        return f"{len(self.records)} records: " + "; ".join(lines)
 
     def close(self) -> None:
         self._consumer.close()
@@ -269,12 +356,18 @@ class TopicReader:
 
 
 def read_all(
-    bootstrap: str, topic: str, count: int, timeout: float = 30.0, **config
-) -> Sequence[Record]:
-    """Read a topic from the start until ``count`` records are there."""
-    began = time.monotonic()
-    with TopicReader(bootstrap, topic, timeout=timeout, **config) as reader:
-        return reader.wait_for_count(count, max(1.0, timeout - (time.monotonic() - began)))
+    bootstrap: str,
+    topic: str,
+    count: int,
+    timeout: float = 30.0,
+    config: Mapping[str, str] | None = None,
+) -> list[Record]:
+    """Read a topic from the start until ``count`` records are there; return them all."""
+    with TopicReader(bootstrap, topic, config) as reader:
+        reader.wait_for(
+            lambda: len(reader.records) >= count, timeout=timeout, what=f"{count} records"
+        )
+        return reader.records
 
 
 def refuse_all_messages(bootstrap: str, topic: str) -> None:

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ALARM_LIMITS = {"HIHI": 20.0, "HIGH": 10.0, "LOW": -10.0, "LOLO": -20.0}
-
 
 @dataclass(frozen=True)
 class TestPv:
@@ -107,8 +105,6 @@ TABLE_COLUMNS = {"value": np.float64, "timestamp": np.uint64}
 TABLE_INITIAL_VALUES = [1.5, 2.5, 3.5]  # the timestamps are the server's start time + i ms
 # An NTTable like TABLE with int64 values: senv carries integer samples only.
 INT_TABLE = "INT_TABLE"
-INT_TABLE_COLUMNS = {"value": np.int64, "timestamp": np.uint64}
-INT_TABLE_INITIAL_VALUES = [10, 20, 30]
 
 
 # Timestamps a test chooses (ioc/test.db): TIME_FROM_LINK (ao, initial value 1) takes its

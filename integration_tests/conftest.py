@@ -31,6 +31,8 @@ from helpers.rig.forwarder_build import (
 )
 from integration_tests.contract_levels import ContractLevels, register_markers
 
+pytest_plugins = ["integration_tests.forwarder_fixtures"]  # the per-configuration fixtures
+
 _parts_key = pytest.StashKey[list]()
 _choice_key = pytest.StashKey[object]()
 _build_key = pytest.StashKey[object]()
@@ -286,7 +288,7 @@ def _wait_for_first_status(kafka, fwd) -> None:
     reader = TopicReader(kafka.bootstrap, fwd.spec.status_topic)
     try:
         reader.wait_for(
-            lambda records: not fwd.is_running() or any(r.value[4:8] == b"x5f2" for r in records),
+            lambda: not fwd.is_running() or any(r.schema_id == b"x5f2" for r in reader.records),
             timeout=FORWARDER_READY_TIMEOUT,
             what=f"the first x5f2 status of {fwd.name} on {fwd.spec.status_topic}",
         )
@@ -368,6 +370,3 @@ def forwarder(forwarder_factory):
     """A forwarder with the default configuration (config-files/forwarder.ini)."""
     return forwarder_factory()
 
-
-# The per-configuration forwarder fixtures.
-from integration_tests.forwarder_fixtures import *  # noqa: F401,F403,E402

@@ -1,7 +1,7 @@
 """Per-configuration forwarder fixtures and the small test-side tools the scenarios share.
 
-conftest.py does ``from integration_tests.forwarder_fixtures import *``, so every fixture
-here is available to all scenario files. Each forwarder fixture starts one forwarder through
+conftest.py loads this module as a plugin (``pytest_plugins``), so every fixture here is
+available to all scenario files. Each forwarder fixture starts one forwarder through
 the lead's ``forwarder_factory`` with an ini file from config-files/.
 """
 
@@ -11,28 +11,12 @@ from collections.abc import Callable
 
 import pytest
 
-from helpers.forwarder_control import ForwarderControl, OutputReader, Stream
+from helpers.forwarder_control import ForwarderControl
+from helpers.forwarder_control import Stream as Stream  # for the scenario files
+from helpers.kafka_helpers import TopicReader
 from helpers.rig.paths import CONFIG_FILES
 
 PROTOCOLS = ("CA", "PVA")
-
-__all__ = [
-    "PROTOCOLS",
-    "Stream",
-    "ini_file",
-    "epics_read",
-    "epics_write",
-    "stop_broker",
-    "storage_topic",
-    "forwarder_idle_updates",
-    "forwarder_storage",
-    "forwarder_skip_retrieval",
-    "forwarder_sasl_plain",
-    "forwarder_sasl_scram",
-    "control_factory",
-    "control",
-    "outputs",
-]
 
 
 def ini_file(name: str) -> str:
@@ -108,12 +92,12 @@ def control(forwarder, control_factory) -> ForwarderControl:
 
 
 @pytest.fixture
-def outputs(kafka) -> Callable[[str], OutputReader]:
-    """outputs(topic) -> an OutputReader of ``topic`` from its beginning."""
-    made: list[OutputReader] = []
+def outputs(kafka) -> Callable[[str], TopicReader]:
+    """outputs(topic) -> a TopicReader of ``topic`` from its beginning."""
+    made: list[TopicReader] = []
 
-    def make(topic: str) -> OutputReader:
-        reader = OutputReader(kafka.bootstrap, topic)
+    def make(topic: str) -> TopicReader:
+        reader = TopicReader(kafka.bootstrap, topic)
         made.append(reader)
         return reader
 

@@ -41,9 +41,7 @@ def _run_steps(protocol, schema, ioc, epics_network, control, outputs, topics):
     topic = topics.new("alarms")
     reader = outputs(topic)
     stream = Stream(name, schema, topic, protocol)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
-    initial = reader.wait_for_count(1, schema=schema, source=name, timeout=TIMEOUT)[0]
+    [initial] = control.add_and_wait([stream], reader, timeout=TIMEOUT)
     mark = len(reader.records)
     expected_al00 = []
     previous = ("NO_ALARM", "NO_ALARM")
@@ -114,9 +112,7 @@ def test_al00_schema_stream_sends_the_alarm_of_each_update(
     control_topic = topics.new("marker")
     marker = outputs(control_topic)
     streams = [Stream(name, "al00", topic, protocol), Stream(name, "f144", control_topic, protocol)]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
-    marker.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
+    control.add_and_wait(streams, marker, timeout=TIMEOUT)
     epics_write(name, 25.0)
     marker.wait_for_message(
         lambda m: m.schema == "f144" and m.value == 25.0, timeout=TIMEOUT, what="25.0"

@@ -51,8 +51,7 @@ def test_duplicate_add_gives_no_duplicate_output(ioc, forwarder, control, output
     topic = topics.new("dup")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
+    control.add_and_wait([stream], timeout=TIMEOUT)
     _value_of(reader, name, 1.5)
     since = control.add([stream]) * 1000
     control.wait_for_streams([stream], timeout=TIMEOUT, since_ms=int(since))
@@ -71,8 +70,8 @@ def test_same_pv_to_two_topics_gives_two_independent_streams(
     topic_a, topic_b = topics.new("a"), topics.new("b")
     reader_a, reader_b = outputs(topic_a), outputs(topic_b)
     streams = [Stream(name, "f144", topic_a), Stream(name, "f144", topic_b)]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
+    # The initial values first: a put while the monitor connects can fold into them.
+    control.add_and_wait(streams, reader_a, reader_b, timeout=TIMEOUT)
     epics_write(name, 4.5)
     for reader in (reader_a, reader_b):
         _value_of(reader, name, 4.5)
@@ -87,8 +86,7 @@ def test_same_pv_with_two_schemas_to_one_topic_gives_two_streams(
     topic = topics.new("two-schemas")
     reader = outputs(topic)
     streams = [Stream(name, "f144", topic), Stream(name, "f142", topic)]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
+    control.add_and_wait(streams, timeout=TIMEOUT)
     epics_write(name, 4.5)
     _value_of(reader, name, 4.5, schema="f144")
     _value_of(reader, name, 4.5, schema="f142")
@@ -100,8 +98,7 @@ def test_remove_by_exact_name_stops_only_that_pv(ioc, forwarder, control, output
     topic = topics.new("rm")
     reader = outputs(topic)
     streams = [Stream(double, "f144", topic), Stream(long_, "f144", topic)]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
+    control.add_and_wait(streams, timeout=TIMEOUT)
     _value_of(reader, double, 1.5)
     _value_of(reader, long_, 42)
     since = control.remove(channel=double)
@@ -117,10 +114,7 @@ def test_remove_with_star_and_question_mark_wildcards(ioc, forwarder, control, o
     reader = outputs(topic)
     names = ["DOUBLE", "DOUBLE_ARRAY", "LONG", "LONG_ARRAY", "SHORT"]
     streams = {n: Stream(pv(n), "f144", topic) for n in names}
-    control.add(streams.values())
-    control.wait_for_streams(streams.values(), timeout=TIMEOUT)
-    for n in names:
-        reader.wait_for_count(1, schema="f144", source=pv(n), timeout=TIMEOUT)
+    control.add_and_wait(streams.values(), reader, timeout=TIMEOUT)
 
     since = control.remove(channel=pv("DOUB*"))  # DOUBLE and DOUBLE_ARRAY
     left = [streams[n] for n in ("LONG", "LONG_ARRAY", "SHORT")]
@@ -161,8 +155,7 @@ def test_remove_by_topic_stops_every_stream_to_that_topic(ioc, forwarder, contro
         Stream(long_, "f144", gone),
         Stream(double, "f144", kept),
     ]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
+    control.add_and_wait(streams, timeout=TIMEOUT)
     _value_of(gone_reader, double, 1.5)
     _value_of(gone_reader, long_, 42)
     since = control.remove(topic=gone)
@@ -186,8 +179,7 @@ def test_remove_by_channel_and_schema_keeps_the_other_schema(
     topic = topics.new("schema")
     reader = outputs(topic)
     streams = [Stream(name, "f144", topic), Stream(name, "f142", topic)]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
+    control.add_and_wait(streams, timeout=TIMEOUT)
     _value_of(reader, name, 1.5, schema="f144")
     _value_of(reader, name, 1.5, schema="f142")
     since = control.remove(channel=name, schema="f142")
@@ -205,16 +197,14 @@ def test_removeall_stops_everything(ioc, forwarder, control, outputs, topics):
     topic, marker_topic = topics.new("all"), topics.new("marker")
     reader, marker = outputs(topic), outputs(marker_topic)
     streams = [Stream(double, "f144", topic), Stream(long_, "f144", topic)]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
+    control.add_and_wait(streams, timeout=TIMEOUT)
     _value_of(reader, double, 1.5)
     _value_of(reader, long_, 42)
     since = control.remove_all()
     control.wait_for_streams([], timeout=TIMEOUT, since_ms=int(since * 1000))
     # The marker: a stream added after REMOVEALL, of a third PV.
     marker_stream = Stream(ioc.pv("SHORT"), "f144", marker_topic)
-    control.add([marker_stream])
-    control.wait_for_streams([marker_stream], timeout=TIMEOUT)
+    control.add_and_wait([marker_stream], timeout=TIMEOUT)
     _value_of(marker, ioc.pv("SHORT"), 7)
     leaked = _stopped_while_marker_flows(
         reader, {double: 6.5, long_: 44}, marker, ioc.pv("SHORT"), 8
@@ -230,8 +220,7 @@ def test_replace_swaps_the_whole_configuration(ioc, forwarder, control, outputs,
     topic = topics.new("replace")
     reader = outputs(topic)
     old = [Stream(double, "f144", topic), Stream(long_, "f144", topic)]
-    control.add(old)
-    control.wait_for_streams(old, timeout=TIMEOUT)
+    control.add_and_wait(old, timeout=TIMEOUT)
     _value_of(reader, double, 1.5)
     _value_of(reader, long_, 42)
     new = [Stream(short, "f144", topic), Stream(long_, "f142", topic)]
@@ -292,8 +281,7 @@ def test_broken_config_messages_are_ignored_and_forwarding_goes_on(
     topic = topics.new("survive")
     reader = outputs(topic)
     before = Stream(name, "f144", topic)
-    control.add([before])
-    control.wait_for_streams([before], timeout=TIMEOUT)
+    control.add_and_wait([before], timeout=TIMEOUT)
     _value_of(reader, name, 1.5)
     control.send_raw(bad)
     after = Stream(other, "f144", topic)
@@ -349,8 +337,7 @@ def test_replace_with_only_invalid_streams_changes_nothing(
     topic, marker_topic = topics.new("kept"), topics.new("marker")
     reader, marker = outputs(topic), outputs(marker_topic)
     old = [Stream(double, "f144", topic), Stream(long_, "f144", topic)]
-    control.add(old)
-    control.wait_for_streams(old, timeout=TIMEOUT)
+    control.add_and_wait(old, timeout=TIMEOUT)
     _value_of(reader, double, 1.5)
     _value_of(reader, long_, 42)
     # One typo in a schema name, one illegal topic: nothing in this REPLACE is valid.
@@ -423,8 +410,7 @@ def test_removing_one_stream_under_load_loses_no_update_of_the_others(
     reader = outputs(kept_topic)
     kept = [Stream(name, "f144", kept_topic) for name in counters]
     gone = Stream(ioc.pv("DOUBLE"), "f144", gone_topic)
-    control.add([*kept, gone])
-    control.wait_for_streams([*kept, gone], timeout=TIMEOUT)
+    control.add_and_wait([*kept, gone], timeout=TIMEOUT)
     # The counters have never processed (no valid timestamp) until they run.
     epics_write(ioc.pv(COUNTER_RUN), 1)
     try:

@@ -208,9 +208,8 @@ def test_the_first_command_on_a_config_topic_created_after_start_is_applied(
     data = topics.new("data")
     stream = Stream(ioc.pv("DOUBLE"), "f144", data, "CA")
     ctl = control_factory(fwd)
-    ctl.add([stream])  # creates the config topic (the broker auto-creates topics)
-    ctl.wait_for_streams([stream], timeout=TIMEOUT)
-    outputs(data).wait_for_count(1, schema="f144", source=stream.channel, timeout=TIMEOUT)
+    # The ADD creates the config topic (the broker auto-creates topics).
+    ctl.add_and_wait([stream], outputs(data), timeout=TIMEOUT)
 
 
 @pytest.mark.extension
@@ -272,8 +271,7 @@ def test_a_storage_write_the_broker_refuses_is_an_error_in_the_log_and_in_status
     fwd = forwarder_factory(ini_file("forwarder_storage.ini"), storage_topic=storage_topic)
     ctl = control_factory(fwd)
     stream = Stream(ioc.pv("DOUBLE"), "f144", topics.new("data"))
-    ctl.add([stream])
-    ctl.wait_for_streams([stream], timeout=TIMEOUT)  # the command itself still applies
+    ctl.add_and_wait([stream], timeout=TIMEOUT)  # the command itself still applies
 
     def storage_flagged(record):
         storage = (record.status.status or {}).get("storage") or {}

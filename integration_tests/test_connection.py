@@ -19,8 +19,7 @@ def _configure(protocol, ioc, control, outputs, topics, suffix="DOUBLE"):
     topic = topics.new("conn")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic, protocol)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
+    control.add_and_wait([stream], timeout=TIMEOUT)
     return name, reader
 
 

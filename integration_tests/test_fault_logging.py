@@ -44,10 +44,7 @@ def test_an_unreachable_broker_gives_at_most_one_line_per_kind_every_10_s(
     topic = topics.new("quiet")
     reader = outputs(topic)
     streams = [Stream(name, "f144", topic) for name in names]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
-    for name in names:
-        reader.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
+    control.add_and_wait(streams, reader, timeout=TIMEOUT)
 
     before = set(_problem_lines(forwarder))
     during: dict[str, None] = {}  # lines written during the outage, in order, once each

@@ -33,9 +33,7 @@ def test_updates_made_while_the_broker_is_down_all_arrive_after_it_returns(
     topic = topics.new("outage")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
+    control.add_and_wait([stream], reader, timeout=TIMEOUT)
 
     values = [100.0 + i for i in range(OUTAGE_PUTS)]
     stop_broker(kafka)
@@ -73,9 +71,7 @@ def test_sigterm_flushes_every_accepted_update_and_exits_zero(
     topic = topics.new("flush")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
+    control.add_and_wait([stream], reader, timeout=TIMEOUT)
     values = [float(i) for i in range(200, 400)]
     for value in values:
         epics_write(name, value)
@@ -109,11 +105,7 @@ def test_stopping_the_ioc_does_not_stop_fake_or_table_server_pvs(
         Stream(fake_pv, "f144", topic, "FAKE"),
         Stream(table_pv, "nttable_se00", topic, "PVA"),
     ]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="f144", source=ca_pv, timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="se00", source=table_pv, timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="f144", source=fake_pv, timeout=TIMEOUT)
+    control.add_and_wait(streams, reader, timeout=TIMEOUT)
 
     ioc.stop()
     reader.wait_for_message(
@@ -152,8 +144,7 @@ def test_sigterm_delivers_the_backlog_held_while_the_broker_was_frozen(
     topic = topics.new("backlog")
     reader = outputs(topic)
     streams = [Stream(name, "f144", topic) for name in counters]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
+    control.add_and_wait(streams, timeout=TIMEOUT)
     epics_write(ioc.pv(COUNTER_RUN), 1)
     paused = False
     try:

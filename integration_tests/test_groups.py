@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from helpers.forwarder_control import Stream
+from helpers.forwarder_control import Stream, now_ms
 from helpers.polling import wait_until
 from helpers.pvs import COUNTER_RUN, counter_suffixes
 from integration_tests.forwarder_fixtures import epics_write
@@ -187,10 +187,6 @@ def wait_all_forward(traffic: Traffic, streams: list[Stream], since_ms: int, cou
         seen=lambda: f"{len(short())} streams short: {sorted(short())[:5]}",
         interval=0.5,
     )
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def not_plus_one(data) -> dict:

@@ -55,8 +55,7 @@ def test_forwarder_runs_for_hours_without_losing_updates_or_growing(
         Stream(fake, "f144", topic, "FAKE"),
         Stream(ioc.pv("DOUBLE_ARRAY"), "f142", topic, "PVA", periodic=True),
     ]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=30)
+    control.add_and_wait(streams, timeout=30)
     reader.wait_for_count(1, schema="f144", source=ca, timeout=30)
 
     csv_path = LOG_DIR / run_id() / "soak-rss.csv"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers.flatbuffers_helpers import describe
-from helpers.pvs import TABLE, TABLE_COLUMNS
+from helpers.pvs import INT_TABLE, TABLE, TABLE_COLUMNS
 from integration_tests.forwarder_fixtures import PROTOCOLS, Stream, epics_read, epics_write
 
 TIMEOUT = 20.0
@@ -29,8 +29,7 @@ def test_fake_pv_sends_an_update_every_fake_pv_period(
     topic = topics.new("fake")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic, "FAKE")
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
+    control.add_and_wait([stream], timeout=TIMEOUT)
     reader.wait_for_count(4, schema="f144", source=name, timeout=TIMEOUT)
     records = [r for r in reader.records if getattr(r.message, "schema", "") == "f144"]
     messages = [r.message for r in records]
@@ -57,10 +56,8 @@ def test_tdct_carries_pv_timestamp_plus_each_offset_as_uint64(
     topic = topics.new("tdct")
     reader = outputs(topic)
     stream = Stream(name, "tdct", topic, protocol)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
+    [first] = control.add_and_wait([stream], reader, timeout=TIMEOUT)
     expected = []
-    first = reader.wait_for_count(1, schema="tdct", source=name, timeout=TIMEOUT)[0]
     ts = epics_read(protocol, epics_network, name)["timestamp_ns"]
     expected.append([ts + o for o in (1000, 71_000_000, 142_000_000)])
     for offsets in ([10, 20], [30, 40, 50, 60]):
@@ -81,9 +78,7 @@ def test_empty_array_sends_no_tdct(
     topic = topics.new("tdct-empty")
     reader = outputs(topic)
     stream = Stream(name, "tdct", topic, protocol)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="tdct", source=name, timeout=TIMEOUT)
+    control.add_and_wait([stream], reader, timeout=TIMEOUT)
     _pva_put(epics_network, name, [])
     assert len(epics_read(protocol, epics_network, name)["value"]) == 0
     epics_write(name, [7, 8])  # the marker: the next non-empty value
@@ -107,9 +102,7 @@ def test_empty_array_sends_no_f144(
     topic = topics.new("empty")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic, protocol)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
+    control.add_and_wait([stream], reader, timeout=TIMEOUT)
     _pva_put(epics_network, name, [])
     epics_write(name, [2.0, 3.0])
     reader.wait_for_message(
@@ -141,9 +134,7 @@ def test_nttable_se00_sends_the_table_rows_as_samples(
     topic = topics.new("se00")
     reader = outputs(topic)
     stream = Stream(name, "nttable_se00", topic, "PVA")
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
-    first = reader.wait_for_count(1, schema="se00", source=name, timeout=TIMEOUT)[0]
+    [first] = control.add_and_wait([stream], reader, timeout=TIMEOUT)
     values, stamps, _ = _table_rows(epics_network, name)
     assert first.values.tolist() == values.tolist(), describe(first)
     assert first.values.dtype == np.dtype(TABLE_COLUMNS["value"]), describe(first)
@@ -161,33 +152,15 @@ def test_nttable_se00_sends_the_table_rows_as_samples(
     )
 
 
-def _integer_table() -> str | None:
-    """Suffix of an NTTable with integer samples (senv carries no floats), if the rig has one:
-    helpers.pvs.INT_TABLE, or TABLE when its values are integers."""
-    from helpers import pvs
-
-    if np.dtype(TABLE_COLUMNS["value"]).kind in "iu":
-        return TABLE
-    return getattr(pvs, "INT_TABLE", None)
-
-
 @pytest.mark.ess
 def test_nttable_senv_sends_the_table_rows_as_samples(
     table_server, epics_network, forwarder, control, outputs, topics
 ):
-    suffix = _integer_table()
-    if suffix is None:
-        pytest.skip(
-            "senv carries integer samples only and the rig's table server serves "
-            f"{np.dtype(TABLE_COLUMNS['value'])} values: no NTTable senv can carry"
-        )
-    name = table_server.pv(suffix)
+    name = table_server.pv(INT_TABLE)  # senv carries integer samples only
     topic = topics.new("senv")
     reader = outputs(topic)
     stream = Stream(name, "nttable_senv", topic, "PVA")
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
-    first = reader.wait_for_count(1, schema="senv", source=name, timeout=TIMEOUT)[0]
+    [first] = control.add_and_wait([stream], reader, timeout=TIMEOUT)
     values, stamps, _ = _table_rows(epics_network, name)
     assert first.values.tolist() == values.tolist(), describe(first)
     assert first.value_ts.tolist() == stamps.tolist(), describe(first)
@@ -199,16 +172,12 @@ def test_nttable_senv_with_float_samples_sends_nothing_and_forwarding_goes_on(
 ):
     """senv has integer members only: a float table must be dropped, not break the stream
     set (the se00 stream of the same table is the marker)."""
-    if np.dtype(TABLE_COLUMNS["value"]).kind != "f":
-        pytest.skip("the rig's table has no float samples")
-    name = table_server.pv(TABLE)
+    name = table_server.pv(TABLE)  # float64 samples (helpers.pvs.TABLE_COLUMNS)
     senv_topic, se00_topic = topics.new("senv"), topics.new("se00")
     senv, se00 = outputs(senv_topic), outputs(se00_topic)
     streams = [Stream(name, "nttable_senv", senv_topic, "PVA")]
     streams.append(Stream(name, "nttable_se00", se00_topic, "PVA"))
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
-    se00.wait_for_count(1, schema="se00", source=name, timeout=TIMEOUT)
+    control.add_and_wait(streams, se00, timeout=TIMEOUT)
     # a plausible sample time (now): a forwarder may drop implausible ones
     _pva_put(epics_network, name, {"value.value": [1.25], "value.timestamp": [time.time_ns()]})
     se00.wait_for_count(2, schema="se00", source=name, timeout=TIMEOUT)
@@ -230,8 +199,7 @@ def test_empty_nttable_sends_no_se00(
         Stream(empty, "nttable_se00", topic, "PVA"),
         Stream(full, "nttable_se00", topic, "PVA"),
     ]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
+    control.add_and_wait(streams, timeout=TIMEOUT)
     reader.wait_for_count(1, schema="se00", source=full, timeout=TIMEOUT)
     # the marker: the empty table's subscription is as old as the full one's
     _pva_put(epics_network, full, {"value.value": [4.5], "value.timestamp": [time.time_ns()]})
@@ -246,8 +214,7 @@ def test_no_op_stream_sends_only_al00_and_ep01(protocol, ioc, forwarder, control
     topic, marker_topic = topics.new("noop"), topics.new("marker")
     reader, marker = outputs(topic), outputs(marker_topic)
     streams = [Stream(name, "no_op", topic, protocol), Stream(name, "f144", marker_topic, protocol)]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
+    control.add_and_wait(streams, timeout=TIMEOUT)
     reader.wait_for_message(
         lambda m: m.schema == "ep01" and m.status == "CONNECTED",
         timeout=TIMEOUT,

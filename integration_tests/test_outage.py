@@ -31,8 +31,7 @@ def _forward_counters(ioc, control, outputs, topics, count: int):
     reader = outputs(topic)
     names = [ioc.pv(suffix) for suffix in counter_suffixes(count)]
     streams = [Stream(name, "f144", topic) for name in names]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
+    control.add_and_wait(streams, timeout=TIMEOUT)
     epics_write(ioc.pv("CNT:RUN"), 1)
     reader.wait_for(
         lambda: all(len(reader.messages("f144", name)) >= 2 for name in names),

@@ -27,15 +27,14 @@ def test_idle_periodic_stream_is_resent_every_period_with_identical_payload(
     topic = topics.new("periodic")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic, protocol, periodic=True)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
+    control.add_and_wait([stream], timeout=TIMEOUT)
     reader.wait_for_count(6, schema="f144", source=name, timeout=TIMEOUT)
     records = [
         r
         for r in reader.records
         if getattr(r.message, "schema", "") == "f144" and r.message.source == name
     ]
-    payloads = {r.payload for r in records}
+    payloads = {r.value for r in records}
     assert len(payloads) == 1, "re-sends differ from the original:\n" + "\n".join(
         describe(r.message) for r in records
     )
@@ -59,9 +58,7 @@ def test_non_periodic_stream_of_an_idle_pv_is_sent_once(
         Stream(once, "f144", topic, protocol, periodic=False),
         Stream(periodic, "f144", marker_topic, protocol, periodic=True),
     ]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="f144", source=once, timeout=TIMEOUT)
+    control.add_and_wait(streams, reader, timeout=TIMEOUT)
     # The marker: the periodic stream of the same forwarder re-sends 5 times meanwhile.
     marker.wait_for_count(6, schema="f144", source=periodic, timeout=TIMEOUT)
     reader.poll()
@@ -79,8 +76,7 @@ def test_resends_stop_after_remove(ioc, forwarder_idle_updates, control_factory,
         Stream(removed, "f144", topic, periodic=True),
         Stream(kept, "f144", marker_topic, periodic=True),
     ]
-    control.add(streams)
-    control.wait_for_streams(streams, timeout=TIMEOUT)
+    control.add_and_wait(streams, timeout=TIMEOUT)
     reader.wait_for_count(3, schema="f144", source=removed, timeout=TIMEOUT)
     sent_at = control.remove(channel=removed)
     status = control.wait_for_streams(streams[1:], timeout=TIMEOUT, since_ms=int(sent_at * 1000))
@@ -106,7 +102,7 @@ def test_resends_stop_after_remove(ioc, forwarder_idle_updates, control_factory,
 def _periodic_records(reader, name):
     """(kafka timestamp ms, EPICS timestamp ms, payload) of every f144 of ``name``."""
     return [
-        (r.kafka_timestamp_ms, r.message.timestamp_ns // 1_000_000, r.payload)
+        (r.kafka_timestamp_ms, r.message.timestamp_ns // 1_000_000, r.value)
         for r in reader.records
         if getattr(r.message, "schema", "") == "f144" and r.message.source == name
     ]
@@ -144,8 +140,7 @@ def test_pv_updating_faster_than_the_period_gets_no_resends(
     topic = topics.new("busy")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic, periodic=True)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
+    control.add_and_wait([stream], timeout=TIMEOUT)
     epics_write(ioc.pv(COUNTER_RUN), 1)
     try:
         reader.wait_for_count(25, schema="f144", source=name, timeout=TIMEOUT)
@@ -166,8 +161,7 @@ def test_quiet_pv_is_resent_only_after_a_full_idle_period_and_an_update_restarts
     topic = topics.new("quiet")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic, periodic=True)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
+    control.add_and_wait([stream], timeout=TIMEOUT)
     for value in (2.5, 3.5):
         reader.wait_for_count(2, schema="f144", source=name, timeout=TIMEOUT, what="a re-send")
         mark = reader.mark()
@@ -200,8 +194,7 @@ def test_every_record_is_keyed_by_the_pv_name(
     topic = topics.new("keys")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic, periodic=True)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
+    control.add_and_wait([stream], timeout=TIMEOUT)
     reader.wait_for_count(1, schema="ep01", source=name, timeout=TIMEOUT)
     epics_write(name, 25.0)  # above HIHI: an al00 too
     reader.wait_for_count(1, schema="al00", source=name, timeout=TIMEOUT)
@@ -228,9 +221,7 @@ def test_kafka_timestamp_is_the_epics_time_for_data_and_the_send_time_for_resend
     reader = outputs(topic)
     initial = epics_read("CA", None, name)  # processed at IOC start, long before the ADD
     stream = Stream(name, "f144", topic, periodic=True)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
+    control.add_and_wait([stream], reader, timeout=TIMEOUT)
     kafka_ms, epics_ms, _ = _periodic_records(reader, name)[0]
     assert kafka_ms == initial["timestamp_ns"] // 1_000_000 == epics_ms, (
         f"initial value: Kafka time {kafka_ms}, EPICS time {initial['timestamp_ns'] // 1_000_000}"

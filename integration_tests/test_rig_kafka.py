@@ -1,4 +1,5 @@
-"""Contract tests of the rig's Kafka broker: a real broker, reached with kafka-python.
+"""Contract tests of the rig's Kafka broker: a real broker, reached with kafka-python (admin,
+producer) and the tests' topic reader (confluent-kafka).
 
 They pin down what forwarder tests rely on (round trips, auto-created topics, the SASL
 listener and its users, restarts that keep data, brokers side by side), so that a forwarder
@@ -72,9 +73,9 @@ def test_reader_reports_what_it_saw_when_the_wait_times_out(_broker):
     kh.create_topics(_broker.bootstrap, [topic])
     kh.produce(_broker.bootstrap, topic, b"\x00\x00\x00\x00x5f2")
     with kh.TopicReader(_broker.bootstrap, topic) as reader:
-        reader.wait_for_count(1, TIMEOUT)
+        reader.wait_for_count(1, timeout=TIMEOUT)
         with pytest.raises(AssertionError, match=r"two records.*1 records.*x5f2"):
-            reader.wait_for(lambda records: len(records) >= 2, 0.5, "two records")
+            reader.wait_for(lambda: len(reader.records) >= 2, timeout=0.5, what="two records")
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
@@ -85,7 +86,8 @@ def test_sasl_user_with_the_right_password_can_produce_and_consume(_broker, mech
 
     kh.produce(_broker.sasl_bootstrap, topic, mechanism.encode(), **config)
 
-    over_sasl = kh.read_all(_broker.sasl_bootstrap, topic, 1, timeout=TIMEOUT, **config)
+    reader_config = kh.sasl_config_librdkafka(mechanism, *SASL_USERS[mechanism])
+    over_sasl = kh.read_all(_broker.sasl_bootstrap, topic, 1, timeout=TIMEOUT, config=reader_config)
     over_plaintext = kh.read_all(_broker.bootstrap, topic, 1, timeout=TIMEOUT)
     assert [r.value for r in over_sasl] == [r.value for r in over_plaintext] == [mechanism.encode()]
 

@@ -61,9 +61,7 @@ def _forwards_through(fwd, ioc, control_factory, outputs, topics):
     topic = topics.new("sasl-data")
     reader = outputs(topic)
     stream = Stream(ioc.pv("DOUBLE"), "f144", topic)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="f144", source=stream.channel, timeout=TIMEOUT)
+    control.add_and_wait([stream], reader, timeout=TIMEOUT)
     epics_write(stream.channel, 6.25)
     reader.wait_for_message(
         lambda m: m.schema == "f144" and float(m.value) == 6.25, timeout=TIMEOUT, what="6.25"

@@ -122,9 +122,7 @@ def test_prometheus_counters_move_with_forwarding(
     topic = topics.new("scraped")
     reader = outputs(topic)
     stream = Stream(name, "f144", topic)
-    control.add([stream])
-    control.wait_for_streams([stream], timeout=TIMEOUT)
-    reader.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
+    control.add_and_wait([stream], reader, timeout=TIMEOUT)
     sends, latency = (
         "forwarder_successful_sends_total",
         "forwarder_latency_epics_to_produce_seconds_count",
@@ -241,10 +239,8 @@ def test_graphite_receives_the_ess_metric_names_and_sends_move_with_forwarding(
         topic = topics.new("graphite")
         reader = outputs(topic)
         stream = Stream(name, "f144", topic)
-        control.add([stream])
-        control.wait_for_streams([stream], timeout=TIMEOUT)
         # The initial value first: puts made while the monitor connects may fold into it.
-        reader.wait_for_count(1, schema="f144", source=name, timeout=TIMEOUT)
+        control.add_and_wait([stream], reader, timeout=TIMEOUT)
         for value in (2.5, 3.5, 4.5):
             epics_write(name, value)
         reader.wait_for_count(4, schema="f144", source=name, timeout=TIMEOUT)

@@ -45,8 +45,7 @@ def _wait_stored(reader, streams, since_ms=0):
 def _start_and_configure(forwarder_factory, control_factory, outputs, storage_topic, streams):
     fwd = forwarder_factory(ini_file("forwarder_storage.ini"), storage_topic=storage_topic)
     ctl = control_factory(fwd)
-    ctl.add(streams)
-    ctl.wait_for_streams(streams, timeout=TIMEOUT)
+    ctl.add_and_wait(streams, timeout=TIMEOUT)
     storage = outputs(storage_topic)
     _wait_stored(storage, streams)
     return fwd, storage
@@ -154,11 +153,7 @@ def test_storage_topic_without_a_valid_configuration_starts_empty_and_accepts_co
     _stays_empty(ctl)
     topic = topics.new("data")
     stream = Stream(ioc.pv("DOUBLE"), "f144", topic)
-    ctl.add([stream])
-    ctl.wait_for_streams([stream], timeout=TIMEOUT)
-    message = outputs(topic).wait_for_count(
-        1, schema="f144", source=stream.channel, timeout=TIMEOUT
-    )[0]
+    [message] = ctl.add_and_wait([stream], outputs(topic), timeout=TIMEOUT)
     assert float(message.value) == 1.5, describe(message)
 
 

@@ -6,6 +6,7 @@ environment before the first CA source is started, and fails if libca is already
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,8 +20,9 @@ import pytest
 from forwarder.sources.ca import CaSourceFactory
 from forwarder.update import Alarm, ConnectionStatus, Severity
 from helpers.polling import wait_until
+from helpers.rig.api import EpicsNetwork
+from helpers.rig.ports import free_tcp_udp_port
 from helpers.rig.processes import ManagedProcess
-from tests.sources.ports import ca_env, free_port
 from tests.sources.sources_recorder import Recorder
 
 RUN_IOC = Path(__file__).with_name("run_test_ioc.py")
@@ -28,13 +30,13 @@ TIMEOUT = 20.0
 
 
 class TestIoc:
-    """A test IOC on its own CA port; restartable with the same prefix and port."""
+    """A test IOC on its own network's CA port; restartable with the same prefix and port."""
 
     __test__ = False
 
-    def __init__(self, name: str, prefix: str, port: int, repeater_port: int):
+    def __init__(self, name: str, prefix: str, network: EpicsNetwork):
         self.name, self.prefix = name, prefix
-        self.env = {**os.environ, **ca_env(port, repeater_port)}
+        self.env = {**os.environ, **network.server_env()}
         self.process: ManagedProcess | None = None
 
     def start(self) -> TestIoc:
@@ -50,31 +52,37 @@ class TestIoc:
 
 
 @pytest.fixture(scope="module")
-def ca_setup():
+def ca_setup(epics_network):
     from epics import ca
 
     if ca.libca is not None:
         pytest.fail("libca was started before the CA test environment was set")
-    main_port, spare_port, repeater_port = free_port(), free_port(), free_port()
-    env = ca_env(main_port, repeater_port)
-    env["EPICS_CA_ADDR_LIST"] = f"127.0.0.1:{main_port} 127.0.0.1:{spare_port}"
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    run = uuid.uuid4().hex[:8]
-    ioc = TestIoc("ca-source-test-ioc", f"CAT{run}:", main_port, repeater_port).start()
-    spare = TestIoc("ca-source-restart-ioc", f"CAR{run}:", spare_port, repeater_port)
-    factory = CaSourceFactory()
-    try:
-        yield factory, ioc, spare
-    finally:
-        factory.close()
-        spare.stop()
-        ioc.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # The spare IOC: a second CA server port on the same network (same repeater port).
+    taken = {
+        epics_network.ca_server_port,
+        epics_network.ca_repeater_port,
+        epics_network.pva_server_port,
+        epics_network.pva_broadcast_port,
+    }
+    spare_network = dataclasses.replace(
+        epics_network, ca_server_port=free_tcp_udp_port(exclude=taken)
+    )
+    host = epics_network.host
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(
+            "EPICS_CA_ADDR_LIST",
+            f"{host}:{epics_network.ca_server_port} {host}:{spare_network.ca_server_port}",
+        )
+        run = uuid.uuid4().hex[:8]
+        ioc = TestIoc("ca-source-test-ioc", f"CAT{run}:", epics_network).start()
+        spare = TestIoc("ca-source-restart-ioc", f"CAR{run}:", spare_network)
+        factory = CaSourceFactory()
+        try:
+            yield factory, ioc, spare
+        finally:
+            factory.close()
+            spare.stop()
+            ioc.stop()
 
 
 def subscribe(factory, name):

@@ -8,7 +8,6 @@ subscription that never drains its queue, which only the watchdog can recover.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
@@ -22,25 +21,11 @@ from p4p.server.thread import SharedPV
 from forwarder.sources.pva import PvaSourceFactory
 from forwarder.update import ConnectionStatus
 from helpers.polling import wait_until
-from tests.sources.ports import free_port, pva_env
 from tests.sources.sources_recorder import Recorder
 
 NAME = "SILENT:PV"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def pva_env_vars():
-    env = pva_env(free_port(), free_port())
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield env
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+pytestmark = pytest.mark.usefixtures("epics_network")
 
 
 class CountingMetrics:

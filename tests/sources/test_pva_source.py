@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from p4p.nt import NTEnum, NTScalar, NTTable
@@ -13,29 +11,13 @@ from p4p.server.thread import SharedPV
 from forwarder.sources.pva import PvaSourceFactory
 from forwarder.update import Alarm, ConnectionStatus, Severity, Table
 from helpers.polling import wait_until
-from tests.sources.ports import free_port, pva_env
 from tests.sources.sources_recorder import Recorder
 
 TIMEOUT = 20.0
 
 
-@pytest.fixture(scope="module")
-def pva_env_vars():
-    env = pva_env(free_port(), free_port())
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield env
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 @pytest.fixture
-def factory(pva_env_vars):
+def factory(epics_network):
     f = PvaSourceFactory()
     yield f
     f.close()

@@ -14,7 +14,6 @@ from forwarder.sources.pva import PvaSourceFactory
 from forwarder.update import Alarm, ConnectionStatus, Severity
 from helpers.polling import wait_until
 from helpers.rig.processes import ManagedProcess
-from tests.sources.ports import ca_env, free_port, pva_env
 from tests.sources.sources_recorder import Recorder
 
 RUN_IOC = Path(__file__).with_name("run_test_ioc.py")
@@ -22,14 +21,12 @@ TIMEOUT = 20.0
 
 
 @pytest.fixture(scope="module")
-def qsrv():
-    env = {**pva_env(free_port(), free_port())}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+def qsrv(epics_network):
     prefix = f"QS{uuid.uuid4().hex[:8]}:"
-    ioc_env = {**os.environ, **ca_env(free_port(), free_port()), **env}
     ioc = ManagedProcess(
-        "qsrv-source-test-ioc", [sys.executable, str(RUN_IOC), "--pva", prefix], env=ioc_env
+        "qsrv-source-test-ioc",
+        [sys.executable, str(RUN_IOC), "--pva", prefix],
+        env={**os.environ, **epics_network.server_env()},
     ).start()
     factory = PvaSourceFactory()
     try:
@@ -37,11 +34,6 @@ def qsrv():
     finally:
         factory.close()
         ioc.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_qsrv_alarm_message_and_record_types(qsrv):
