@@ -52,11 +52,14 @@ TEST_PVS: tuple[TestPv, ...] = (
     TestPv("DOUBLE", "ao", "double", 1, "NTScalar", "float64", 1.5, (3.25, -4.5), True),
     TestPv("FLOAT", "waveform", "float", 1, "NTScalar", "float32", 2.5, (0.5, -1.5)),
     TestPv("SHORT", "waveform", "short", 1, "NTScalar", "int16", 7, (8, -9)),
-    TestPv("LONG", "longout", "long", 1, "NTScalar", "int32", 42, (43, -44)),
-    TestPv("INT64", "int64out", "double", 1, "NTScalar", "int64", 5_000_000_000, (6, -7)),
+    TestPv("LONG", "longout", "long", 1, "NTScalar", "int32", 42, (43, -100_000)),
+    TestPv(
+        "INT64", "int64out", "double", 1, "NTScalar", "int64", 5_000_000_000,
+        (5_000_000_001, -6_000_000_000),
+    ),
     TestPv(
         "CHAR_WAVEFORM", "waveform", "char", 5, "NTScalarArray", "int8",
-        [104, 101, 108, 108, 111], ([1, 2, 3], [65, 66]),
+        [104, 101, 108, 108, 111], ([119, 111, 114, 108, 100, 33], [65, 66]),
     ),
     TestPv("STRING", "stringout", "string", 1, "NTScalar", None, "hello", ("world", "again")),
     TestPv("MBBO", "mbbo", "enum", 1, "NTEnum", None, 1, (2, 3)),
@@ -79,7 +82,7 @@ TEST_PVS: tuple[TestPv, ...] = (
     ),
     TestPv(
         "INT64_ARRAY", "waveform", "double", 3, "NTScalarArray", "int64",
-        [5_000_000_000, 6_000_000_000, 7_000_000_000], ([1, 2], [-3, -4, -5, -6]),
+        [5_000_000_000, 6_000_000_000, 7_000_000_000], ([8_000_000_000, 9_000_000_000], [-1, -2, -3, -4]),
     ),
     TestPv(
         "STRING_ARRAY", "waveform", "string", 3, "NTScalarArray", None,
