@@ -316,12 +316,13 @@ def _pause_for_debugger(config: pytest.Config, fwd) -> None:
 def forwarder_factory(request, rig, kafka, epics_network, topics):
     """Start a forwarder: ``forwarder_factory(ini_file="forwarder.ini", storage_topic=None,
     sasl=None, password=None, extra_args=(), skip_retrieval=False, wait_ready=True,
-    config_topic=None, status_topic=None)``.
+    config_topic=None, status_topic=None, output_kafka=None)``.
 
     Returns once the forwarder has published its first status, so that a command sent after
     that is seen (``wait_ready=False`` returns right after launch). Config and status topics
     are new ones of the test unless given (e.g. made before the broker is stopped, or a
-    config topic that must not exist yet).
+    config topic that must not exist yet). ``output_kafka``: another broker of the rig
+    that gets the data, while commands and status stay on ``kafka``.
     """
     started = []
 
@@ -336,6 +337,7 @@ def forwarder_factory(request, rig, kafka, epics_network, topics):
         wait_ready: bool = True,
         config_topic: str | None = None,
         status_topic: str | None = None,
+        output_kafka=None,
     ):
         if sasl and not kafka.sasl_bootstrap:
             pytest.skip("this broker has no SASL listener (an external --kafka-bootstrap)")
@@ -348,6 +350,7 @@ def forwarder_factory(request, rig, kafka, epics_network, topics):
             extra_args=tuple(args),
             sasl=sasl,
             password=password,
+            output_broker=output_kafka.forwarder_bootstrap if output_kafka else None,
         )
         fwd = rig.forwarder(spec)
         _watch(request, fwd.name, fwd)

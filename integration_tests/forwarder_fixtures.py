@@ -71,6 +71,18 @@ def forwarder_sasl_scram(forwarder_factory):
 
 
 @pytest.fixture
+def output_kafka(rig, kafka):
+    """A second broker of the rig, for a forwarder whose data must be held back (the broker
+    frozen) while its commands and status still flow through ``kafka``."""
+    if not kafka.pausable:
+        pytest.skip(f"the rig cannot start and freeze brokers: {kafka.name} is not run by it")
+    broker = rig.new_kafka()
+    broker.start()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
 def control_factory(kafka) -> Callable[..., ForwarderControl]:
     """control_factory(forwarder) -> a ForwarderControl on its config and status topics."""
     made: list[ForwarderControl] = []

@@ -13,6 +13,7 @@ from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType impo
 
 from helpers.flatbuffers_helpers import describe
 from helpers.forwarder_control import fc00
+from helpers.kafka_helpers import TopicReader, create_topics
 from helpers.polling import wait_until
 from helpers.pvs import COUNTER_RUN, counter_breaks, counter_suffixes
 from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write
@@ -391,6 +392,7 @@ def test_streams_to_illegal_topic_names_are_rejected_by_name(
 
 
 LOAD_COUNTERS = 20
+BACKLOG_UPDATES = 10  # per counter, held by the producer when the REMOVE comes
 
 
 def _counter_finals(ioc, names) -> dict[str, float]:
@@ -401,23 +403,40 @@ def _counter_finals(ioc, names) -> dict[str, float]:
 
 @pytest.mark.extension
 def test_removing_one_stream_under_load_loses_no_update_of_the_others(
-    ioc, forwarder, control, outputs, topics
+    ioc, output_kafka, forwarder_factory, control_factory, topics
 ):
-    """The producer is shared by all streams: removing one must not close or flush away
-    what the others have queued or send later."""
+    """The producer is shared by all streams: removing one must not close, purge or flush
+    away what the others have queued or send later. So the REMOVE comes while the producer
+    holds a backlog: the data broker is frozen, the commands' broker is not."""
+    forwarder = forwarder_factory(output_kafka=output_kafka)
+    control = control_factory(forwarder)
     counters = [ioc.pv(s) for s in counter_suffixes(LOAD_COUNTERS)]
     kept_topic, gone_topic = topics.new("kept"), topics.new("gone")
-    reader = outputs(kept_topic)
+    create_topics(output_kafka.bootstrap, [kept_topic, gone_topic])
+    reader = TopicReader(output_kafka.bootstrap, kept_topic)
     kept = [Stream(name, "f144", kept_topic) for name in counters]
     gone = Stream(ioc.pv("DOUBLE"), "f144", gone_topic)
     control.add_and_wait([*kept, gone], timeout=TIMEOUT)
     # The counters have never processed (no valid timestamp) until they run.
     epics_write(ioc.pv(COUNTER_RUN), 1)
+    paused = False
     try:
         for name in counters:
             reader.wait_for_count(4, schema="f144", source=name, timeout=TIMEOUT)
+        output_kafka.pause()
+        paused = True
+        first = counters[0]
+        frozen_at = float(epics_read("CA", None, first)["value"])
+        wait_until(
+            lambda: float(epics_read("CA", None, first)["value"]) >= frozen_at + BACKLOG_UPDATES,
+            timeout=TIMEOUT,
+            interval=0.1,
+            what=f"{BACKLOG_UPDATES} updates of each counter queued while the data broker is frozen",
+        )
         since = control.remove(channel=gone.channel)
         control.wait_for_streams(kept, timeout=TIMEOUT, since_ms=int(since * 1000))
+        output_kafka.resume()
+        paused = False
         mark = reader.mark()
         for name in counters:
             reader.wait_for_count(
@@ -429,12 +448,19 @@ def test_removing_one_stream_under_load_loses_no_update_of_the_others(
                 what=f"5 updates of {name} after the REMOVE",
             )
     finally:
+        if paused:
+            output_kafka.resume()
         finals = _counter_finals(ioc, counters)
-    reader.wait_for(
-        lambda: all(_f144_values(reader, name)[-1:] == [finals[name]] for name in counters),
-        timeout=TIMEOUT,
-        what="every counter's final value",
-    )
-    for name in counters:
-        values = _f144_values(reader, name)
-        assert not counter_breaks(values), f"{name} did not step by +1: {counter_breaks(values)}"
+    try:
+        reader.wait_for(
+            lambda: all(_f144_values(reader, name)[-1:] == [finals[name]] for name in counters),
+            timeout=TIMEOUT,
+            what="every counter's final value",
+        )
+        for name in counters:
+            values = _f144_values(reader, name)
+            assert not counter_breaks(values), (
+                f"{name} did not step by +1: {counter_breaks(values)}"
+            )
+    finally:
+        reader.close()

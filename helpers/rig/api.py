@@ -185,6 +185,9 @@ class ForwarderSpec:
     extra_args: Sequence[str] = field(default_factory=tuple)
     sasl: str | None = None  # a mechanism from SASL_USERS to use the SASL listener
     password: str | None = None  # overrides the user's password (to test a wrong one)
+    # host:port (as the forwarder sees it) of the broker its data goes to, when that is not
+    # the broker of its commands and status, e.g. a second one from ``Rig.new_kafka``.
+    output_broker: str | None = None
 
 
 class Forwarder(Service, Protocol):

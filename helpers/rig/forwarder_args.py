@@ -39,7 +39,7 @@ def forwarder_args(
         args += ["-c", f"{config_dir}/{spec.ini_file}"]
     args += [
         "--output-broker",
-        kafka_uri(host_port, None, spec.sasl),
+        kafka_uri(spec.output_broker or host_port, None, spec.sasl),
         "--config-topic",
         kafka_uri(host_port, spec.config_topic, spec.sasl),
         "--status-topic",
