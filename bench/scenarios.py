@@ -14,6 +14,7 @@ from bench.load_ioc import LoadIoc, array_names, counter_names
 from bench.outage import measure_outage
 from bench.pva_load import PvaLoadServer
 from bench.pva_load import names as pva_names
+from helpers import kafka_helpers
 from helpers.forwarder_control import Stream
 from helpers.polling import WaitTimeout
 
@@ -132,6 +133,40 @@ def step_up(bench: Bench, builds: Builds) -> list[Row]:
                     row = measure(bench, build, build_label=label, scenario=name,
                                   make_streams=_streams(names, protocol),
                                   offered=n * RATE_HZ, duration=_window(bench, 8, 20))
+                    rows.append(row)
+                    bench.say(summary_line(row))
+                    if not (row.zero_loss and row.rate >= 0.95 * row.offered):
+                        break
+    return rows
+
+
+def _members_args(bench: Bench, workers: int) -> tuple[str, ...]:
+    """One forwarder as it is, or ``--workers N``: a group of N members under one parent
+    (a group needs a storage topic; each run gets a new one)."""
+    if workers == 1:
+        return ()
+    storage = kafka_helpers.unique_topic("bench-storage")
+    kafka_helpers.create_topics(bench.bootstrap, [storage])
+    return ("--workers", str(workers), "--group", "bench",
+            "--storage-topic", f"{bench.bootstrap}/{storage}")
+
+
+def step_up_workers(bench: Bench, builds: Builds) -> list[Row]:
+    """CA counters at 10 Hz, more PVs until values are lost, for one forwarder and for
+    ``--workers 2``: the highest zero-loss CA rate of each on this machine (CPU and RSS are
+    the whole process tree, parent and members)."""
+    steps = [1000, 2000, 3000] if bench.quick else [1000, 2000, 3000, 4000, 5000, 6000]
+    rows = []
+    with _Ioc(bench, "step-up-workers", count=steps[-1]):
+        for label, build in builds:
+            for workers in (1, 2):
+                for n in steps:
+                    names = counter_names(PREFIX, n)
+                    row = measure(bench, build, build_label=label,
+                                  scenario=f"step-up-ca-x{workers}",
+                                  make_streams=_streams(names, "CA"), offered=n * RATE_HZ,
+                                  duration=_window(bench, 8, 20),
+                                  extra_args=_members_args(bench, workers))
                     rows.append(row)
                     bench.say(summary_line(row))
                     if not (row.zero_loss and row.rate >= 0.95 * row.offered):
@@ -258,6 +293,7 @@ SCENARIOS = {
     "arrays": arrays,
     "step-up": step_up,
     "step-up-p4p": step_up_p4p,
+    "step-up-workers": step_up_workers,
     "add-10k": add_10k,
     "soak": soak,
     "outage": outage,

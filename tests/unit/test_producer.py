@@ -362,14 +362,16 @@ def test_defaults_never_expire_queued_data_and_do_not_override_the_callers_setti
     assert seen[1]["delivery.timeout.ms"] == "1000"
 
 
-def test_the_producer_is_idempotent_unless_the_caller_sets_acks_or_in_flight():
+def test_one_request_in_flight_keeps_order_across_retries_unless_the_caller_sets_it():
     from forwarder.kafka.producer import producer_config
 
-    # Ordering across retries (a broker restart) needs it.
-    assert producer_config({})["enable.idempotence"] is True
-    assert "enable.idempotence" not in producer_config({"acks": "1"})
-    assert "enable.idempotence" not in producer_config({"max.in.flight": "20"})
-    assert producer_config({"enable.idempotence": "false"})["enable.idempotence"] == "false"
+    assert producer_config({})["max.in.flight.requests.per.connection"] == 1
+    assert "enable.idempotence" not in producer_config({})
+    # The caller's own setting, under either name, wins.
+    assert "max.in.flight.requests.per.connection" not in producer_config({"max.in.flight": "5"})
+    assert producer_config({"max.in.flight.requests.per.connection": "5"})[
+        "max.in.flight.requests.per.connection"
+    ] == "5"
 
 
 def test_real_librdkafka_accepts_the_defaults():
