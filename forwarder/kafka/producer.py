@@ -63,11 +63,11 @@ log = logging.getLogger(__name__)
 #   never sent) after the broker returned; a periodic refresh bounds that.
 # * topic.metadata.propagation.max.ms 5 s (librdkafka: 30 s): a topic the broker lacks is
 #   reported (and its messages counted as dropped) within seconds, not half a minute.
-# * max.in.flight.requests.per.connection 1: with more requests in flight, librdkafka may
-#   reorder a partition's messages when requests are retried across a broker restart (seen
-#   in the rig: a counter's values 4..247 arrived after 248.., none lost). One request in
-#   flight keeps them in order. (enable.idempotence would too, but after a broker container
-#   restart its producer delivered nothing more, 74,000 messages held, with no error.)
+# * Known and open: across a broker restart librdkafka may deliver a partition's messages
+#   out of order (seen once in the rig: a counter's values 4..247 after 248.., none lost).
+#   Neither cure is the default: one request in flight cut one producer to ~7.8k msgs/s
+#   (p99 2.9 s) at 10k/s offered; enable.idempotence delivered nothing more after a broker
+#   container restart (74,000 messages held, no error). README "Reliability" has figures.
 PERFORMANCE_DEFAULTS: dict[str, Any] = {
     "linger.ms": 5,
     "queue.buffering.max.messages": 1_000_000,
@@ -78,12 +78,8 @@ PERFORMANCE_DEFAULTS: dict[str, Any] = {
     "reconnect.backoff.max.ms": 1000,
     "topic.metadata.refresh.interval.ms": 3000,
     "topic.metadata.propagation.max.ms": 5000,
-    "max.in.flight.requests.per.connection": 1,
 }
-_ALIASES = {
-    "message.timeout.ms": "delivery.timeout.ms",
-    "max.in.flight.requests.per.connection": "max.in.flight",
-}
+_ALIASES = {"message.timeout.ms": "delivery.timeout.ms"}
 
 MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
 POLL_INTERVAL_S = 0.1
