@@ -65,9 +65,9 @@ log = logging.getLogger(__name__)
 #   reported (and its messages counted as dropped) within seconds, not half a minute.
 # * Known and open: across a broker restart librdkafka may deliver a partition's messages
 #   out of order (seen once in the rig: a counter's values 4..247 after 248.., none lost).
-#   Neither cure is the default: one request in flight cut one producer to ~7.8k msgs/s
-#   (p99 2.9 s) at 10k/s offered; enable.idempotence delivered nothing more after a broker
-#   container restart (74,000 messages held, no error). README "Reliability" has figures.
+#   enable.idempotence is not the cure: after a broker container restart its producer
+#   delivered nothing more (74,000 messages held, no error). One request in flight kept the
+#   outage tests in order, but its throughput cost is not measured yet. README "Reliability".
 PERFORMANCE_DEFAULTS: dict[str, Any] = {
     "linger.ms": 5,
     "queue.buffering.max.messages": 1_000_000,
