@@ -214,6 +214,7 @@ def test_the_first_command_on_a_config_topic_created_after_start_is_applied(
 
 @pytest.mark.extension
 @pytest.mark.slow
+@pytest.mark.xdist_group("machine_load")
 def test_a_hundred_thousand_streams_are_stored_and_restored_after_sigkill(
     kafka, forwarder_factory, control_factory, topics, storage_topic
 ):

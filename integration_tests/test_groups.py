@@ -20,6 +20,9 @@ from helpers.polling import wait_until
 from helpers.pvs import COUNTER_RUN, counter_suffixes
 from integration_tests.forwarder_fixtures import epics_write
 
+# Three forwarders and 300 PVs at 10 Hz: one such test at a time (the noxfile's loadgroup).
+pytestmark = pytest.mark.xdist_group("machine_load")
+
 # The documented failover bound (README "Scaling out"): session.timeout.ms 6 s + one
 # heartbeat (1 s) + one rebalance and the re-subscription (~3 s).
 FAILOVER_BOUND_S = 10.0

@@ -94,6 +94,7 @@ def _ride_out_outage(kafka, forwarder, seconds: float) -> list[float]:
 
 @pytest.mark.extension
 @pytest.mark.slow
+@pytest.mark.xdist_group("machine_load")
 def test_a_60s_broker_outage_under_load_loses_no_update_of_any_pv(
     kafka, ioc, forwarder, control, outputs, topics
 ):

@@ -56,6 +56,7 @@ def _count_in_log(forwarder, text: str) -> int:
 
 
 @pytest.mark.extension
+@pytest.mark.xdist_group("machine_load")
 def test_every_one_of_1000_pva_subscriptions_delivers_in_every_round(
     ioc, epics_network, forwarder, control, outputs, topics
 ):
