@@ -63,11 +63,11 @@ log = logging.getLogger(__name__)
 #   never sent) after the broker returned; a periodic refresh bounds that.
 # * topic.metadata.propagation.max.ms 5 s (librdkafka: 30 s): a topic the broker lacks is
 #   reported (and its messages counted as dropped) within seconds, not half a minute.
-# * Known and open: across a broker restart librdkafka may deliver a partition's messages
-#   out of order (seen once in the rig: a counter's values 4..247 after 248.., none lost).
-#   enable.idempotence is not the cure: after a broker container restart its producer
-#   delivered nothing more (74,000 messages held, no error). One request in flight kept the
-#   outage tests in order, but its throughput cost is not measured yet. README "Reliability".
+# * max.in.flight.requests.per.connection 1: with more requests in flight, librdkafka may
+#   deliver a partition's messages out of order when requests are retried across a broker
+#   restart (seen in the rig under parallel tests: a counter's values 4..247 after 248..,
+#   none lost). enable.idempotence would keep order too, but after a broker container
+#   restart its producer delivered nothing more (74,000 messages held, no error).
 PERFORMANCE_DEFAULTS: dict[str, Any] = {
     "linger.ms": 5,
     "queue.buffering.max.messages": 1_000_000,
@@ -78,8 +78,12 @@ PERFORMANCE_DEFAULTS: dict[str, Any] = {
     "reconnect.backoff.max.ms": 1000,
     "topic.metadata.refresh.interval.ms": 3000,
     "topic.metadata.propagation.max.ms": 5000,
+    "max.in.flight.requests.per.connection": 1,
 }
-_ALIASES = {"message.timeout.ms": "delivery.timeout.ms"}
+_ALIASES = {
+    "message.timeout.ms": "delivery.timeout.ms",
+    "max.in.flight.requests.per.connection": "max.in.flight",
+}
 
 MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
 POLL_INTERVAL_S = 0.1

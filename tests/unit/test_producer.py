@@ -362,6 +362,18 @@ def test_defaults_never_expire_queued_data_and_do_not_override_the_callers_setti
     assert seen[1]["delivery.timeout.ms"] == "1000"
 
 
+def test_one_request_in_flight_keeps_order_across_retries_unless_the_caller_sets_it():
+    from forwarder.kafka.producer import producer_config
+
+    assert producer_config({})["max.in.flight.requests.per.connection"] == 1
+    assert "enable.idempotence" not in producer_config({})
+    # The caller's own setting, under either name, wins.
+    assert "max.in.flight.requests.per.connection" not in producer_config({"max.in.flight": "5"})
+    assert producer_config({"max.in.flight.requests.per.connection": "5"})[
+        "max.in.flight.requests.per.connection"
+    ] == "5"
+
+
 def test_real_librdkafka_accepts_the_defaults():
     from confluent_kafka import Producer as ConfluentProducer
 
