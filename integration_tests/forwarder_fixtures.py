@@ -167,6 +167,19 @@ def epics_write(name: str, value, timeout: float = 5.0) -> None:
     ca_put(name, value, timeout=timeout)
 
 
+def wait_counter_steps(name: str, steps: int, *, timeout: float, what: str) -> None:
+    """Poll the IOC counter ``name`` over CA until it has gone up by ``steps`` from now."""
+    from helpers.polling import wait_until
+
+    start = float(epics_read("CA", None, name)["value"])
+    wait_until(
+        lambda: float(epics_read("CA", None, name)["value"]) >= start + steps,
+        timeout=timeout,
+        interval=0.1,
+        what=what,
+    )
+
+
 def stop_broker(kafka) -> None:
     """Stop the session's broker for a fault scenario (skips for one the rig does not run).
     The caller restarts it in ``finally``."""

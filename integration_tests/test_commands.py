@@ -16,7 +16,12 @@ from helpers.forwarder_control import fc00
 from helpers.kafka_helpers import TopicReader, create_topics
 from helpers.polling import wait_until
 from helpers.pvs import COUNTER_RUN, counter_breaks, counter_suffixes
-from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write
+from integration_tests.forwarder_fixtures import (
+    Stream,
+    epics_read,
+    epics_write,
+    wait_counter_steps,
+)
 
 TIMEOUT = 20.0
 
@@ -425,12 +430,10 @@ def test_removing_one_stream_under_load_loses_no_update_of_the_others(
             reader.wait_for_count(4, schema="f144", source=name, timeout=TIMEOUT)
         output_kafka.pause()
         paused = True
-        first = counters[0]
-        frozen_at = float(epics_read("CA", None, first)["value"])
-        wait_until(
-            lambda: float(epics_read("CA", None, first)["value"]) >= frozen_at + BACKLOG_UPDATES,
+        wait_counter_steps(
+            counters[0],
+            BACKLOG_UPDATES,
             timeout=TIMEOUT,
-            interval=0.1,
             what=f"{BACKLOG_UPDATES} updates of each counter queued while the data broker is frozen",
         )
         since = control.remove(channel=gone.channel)

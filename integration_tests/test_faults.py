@@ -9,10 +9,15 @@ import time
 import pytest
 
 from helpers.flatbuffers_helpers import describe
-from helpers.polling import wait_until
 from helpers.pvs import COUNTER_RUN, counter_breaks, counter_suffixes
 from helpers.rig.api import RigTimeout
-from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write, stop_broker
+from integration_tests.forwarder_fixtures import (
+    Stream,
+    epics_read,
+    epics_write,
+    stop_broker,
+    wait_counter_steps,
+)
 
 TIMEOUT = 30.0
 OUTAGE_S = 10.0
@@ -152,13 +157,11 @@ def test_sigterm_delivers_the_backlog_held_while_the_broker_was_frozen(
             reader.wait_for_count(3, schema="f144", source=name, timeout=TIMEOUT)
         kafka.pause()
         paused = True
-        first = counters[0]
-        frozen_at = float(epics_read("CA", None, first)["value"])
-        wait_until(
-            lambda: float(epics_read("CA", None, first)["value"]) >= frozen_at + BACKLOG_UPDATES,
+        wait_counter_steps(
+            counters[0],
+            BACKLOG_UPDATES,
             timeout=TIMEOUT,
-            interval=0.1,
-            what=f"{BACKLOG_UPDATES} updates of {first} while the broker is frozen",
+            what=f"{BACKLOG_UPDATES} updates of {counters[0]} while the broker is frozen",
         )
         epics_write(ioc.pv(COUNTER_RUN), 0)
         finals = {name: float(epics_read("CA", None, name)["value"]) for name in counters}
