@@ -246,6 +246,51 @@ class ForwarderControl:
             interval=0.02,
         )
 
+    # -- a status topic that the members of a group share ------------------------------------
+
+    def newest_by_member(self, since_ms: int = 0) -> dict[str, StatusRecord]:
+        """member_id -> the newest status of that group member sent since ``since_ms`` (a
+        member that stopped reporting before then, e.g. a killed one, is left out)."""
+        self.poll_status()
+        newest: dict[str, StatusRecord] = {}
+        for record in self.statuses:
+            member = (record.status.status or {}).get("member_id")
+            if record.kafka_timestamp_ms >= since_ms and member:
+                newest[member] = record
+        return newest
+
+    def wait_members_share(
+        self,
+        expected: Iterable[tuple[str, str, str, str]],
+        members: int,
+        *,
+        since_ms: int,
+        timeout: float,
+        what: str,
+    ) -> dict[str, StatusRecord]:
+        """Wait until exactly ``members`` members list streams in their newest statuses
+        (since ``since_ms``), together ``expected`` with no stream twice; returns those
+        statuses by member_id."""
+        expected = set(expected)
+
+        def shared():
+            busy = {m: r for m, r in self.newest_by_member(since_ms).items() if r.streams}
+            listed = [key for record in busy.values() for key in record.streams]
+            if len(busy) == members and set(listed) == expected and len(listed) == len(expected):
+                return busy
+            return None
+
+        def seen():
+            newest = self.newest_by_member(since_ms)
+            listed = [key for record in newest.values() for key in record.streams]
+            return (
+                f"streams per member: { {m: len(r.streams) for m, r in newest.items()} }; "
+                f"{len(expected - set(listed))} missing, {len(set(listed) - expected)} extra, "
+                f"{len(listed) - len(set(listed))} listed twice"
+            )
+
+        return wait_until(shared, timeout=timeout, what=what, seen=seen, interval=0.5)
+
     def _seen(self) -> str:
         if not self.statuses:
             return f"no x5f2 on {self.status_topic} ({len(self.non_status)} other messages)"

@@ -94,7 +94,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "long_running: hours-long soak tests, off by default (-m long_running)"
     )
-    config.addinivalue_line("markers", "docker: needs the docker backend")
+    config.addinivalue_line(
+        "markers", "docker: needs the docker backend (skipped on the local one)"
+    )
     config.addinivalue_line(
         "markers",
         "slow: takes over 20 s by design (an outage's length, a 10 s log window); scheduled "
@@ -143,6 +145,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The longest first: a long test started last would keep one worker busy alone.
     items.sort(key=lambda item: "slow" not in item.keywords)
+    choice = config.stash.get(_choice_key, None) or choose_backend(config.getoption("--backend"))
+    config.stash[_choice_key] = choice
+    if choice.backend != "docker":
+        needs_docker = pytest.mark.skip(
+            reason=f"needs the docker backend; this run's backend is {choice.backend} "
+            f"({choice.reason})"
+        )
+        for item in items:
+            if item.get_closest_marker("docker"):
+                item.add_marker(needs_docker)
     if "long_running" in (config.option.markexpr or ""):
         return
     skip = pytest.mark.skip(reason="long-running soak test; run with -m long_running")
@@ -157,6 +169,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _watch(request: pytest.FixtureRequest, label: str, part) -> None:
     """Show ``part``'s log tail in the report if the test fails."""
     request.node.stash.setdefault(_parts_key, []).append((label, part))
+
+
+@pytest.fixture
+def watch(request: pytest.FixtureRequest):
+    """watch(label, part): show ``part``'s log tail in the report if the test fails, for
+    parts a test starts itself (``part.log_tail(lines)`` and ``part.log_path``)."""
+    return lambda label, part: _watch(request, label, part)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -17,7 +17,7 @@ import pytest
 
 from helpers.forwarder_control import Stream, now_ms
 from helpers.polling import wait_until
-from helpers.pvs import COUNTER_RUN, counter_suffixes
+from helpers.pvs import COUNTER_COUNT, COUNTER_RUN, counter_suffixes
 from integration_tests.forwarder_fixtures import epics_write
 
 # Three forwarders and 300 PVs at 10 Hz: one such test at a time (the noxfile's loadgroup).
@@ -156,14 +156,15 @@ class Traffic:
         }
 
 
-def counter_streams(ioc, topics) -> tuple[list[Stream], list[str]]:
-    """100 counters × {CA f144, PVA f144, CA f142}, each kind on a topic of its own."""
+def counter_streams(ioc, topics, count: int = COUNTER_COUNT) -> tuple[list[Stream], list[str]]:
+    """``count`` counters (default all 100) × {CA f144, PVA f144, CA f142}, each kind on a
+    topic of its own."""
     kinds = [("CA", "f144"), ("PVA", "f144"), ("CA", "f142")]
     names = [topics.new(f"{protocol.lower()}-{schema}") for protocol, schema in kinds]
     streams = [
         Stream(ioc.pv(suffix), schema, topic, protocol)
         for (protocol, schema), topic in zip(kinds, names, strict=True)
-        for suffix in counter_suffixes()
+        for suffix in counter_suffixes(count)
     ]
     return streams, names
 

@@ -33,38 +33,6 @@ def _members(fwd) -> list[psutil.Process]:
         return []
 
 
-def _newest_by_member(control, since_ms: int) -> dict[str, set]:
-    """member_id -> the streams its newest status (sent since ``since_ms``) lists."""
-    control.poll_status()
-    newest: dict[str, set] = {}
-    for record in control.statuses:
-        member = (record.status.status or {}).get("member_id")
-        if record.kafka_timestamp_ms >= since_ms and member:
-            newest[member] = record.streams
-    return newest
-
-
-def _wait_shared(control, expected: set, since_ms: int, what: str) -> dict[str, set]:
-    """Until ``WORKERS`` members' newest statuses split ``expected`` with no stream twice
-    (members that stopped reporting after ``since_ms`` are not counted)."""
-
-    def shared():
-        newest = _newest_by_member(control, since_ms)
-        busy = {m: s for m, s in newest.items() if s}
-        listed = [key for streams in busy.values() for key in streams]
-        if len(busy) == WORKERS and set(listed) == expected and len(listed) == len(expected):
-            return busy
-        return None
-
-    return wait_until(
-        shared,
-        timeout=SETTLE_TIMEOUT_S,
-        what=what,
-        seen=lambda: {m: len(s) for m, s in _newest_by_member(control, since_ms).items()},
-        interval=0.5,
-    )
-
-
 def _wait_every_pv_forwards(reader, names: list[str], since_ms: int, what: str) -> None:
     def silent() -> list[str]:
         reader.poll()
@@ -103,7 +71,13 @@ def test_workers_share_the_streams_and_a_killed_member_is_restarted_and_takes_it
     try:
         started = int(time.time() * 1000)
         control.add(streams)
-        shares = _wait_shared(control, expected, started, f"{WORKERS} members sharing the streams")
+        shares = control.wait_members_share(
+            expected,
+            WORKERS,
+            since_ms=started,
+            timeout=SETTLE_TIMEOUT_S,
+            what=f"{WORKERS} members sharing the streams",
+        )
         members = _members(fwd)
         assert len(members) == WORKERS, f"the parent runs {len(members)} members"
 
@@ -117,8 +91,12 @@ def test_workers_share_the_streams_and_a_killed_member_is_restarted_and_takes_it
             what=f"the parent to replace member {victim.pid}",
             seen=lambda: [p.pid for p in _members(fwd)],
         )
-        after = _wait_shared(
-            control, expected, killed, "the restarted member back in the group, sharing again"
+        after = control.wait_members_share(
+            expected,
+            WORKERS,
+            since_ms=killed,
+            timeout=SETTLE_TIMEOUT_S,
+            what="the restarted member back in the group, sharing again",
         )
         assert set(after) - set(shares), "no member with a new id after the restart"
         mark = int(time.time() * 1000)

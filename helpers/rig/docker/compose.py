@@ -61,10 +61,12 @@ class ComposeProject:
         *,
         env: Mapping[str, str],
         log_paths: Mapping[str, Path],
+        log_prefix: bool = False,
     ):
         self.name = project_name(part)
         self.files = [Path(f) for f in files]
         self.log_paths = dict(log_paths)  # service -> file its container log is saved to
+        self.log_prefix = log_prefix  # each log line names its container (for replicas)
         self.env = {
             **os.environ,
             **env,
@@ -93,12 +95,17 @@ class ComposeProject:
             )
         return done
 
-    def up(self, service: str, *, wait: bool, timeout: float = 120.0) -> None:
+    def up(
+        self, service: str, *, wait: bool, timeout: float = 120.0, scale: int | None = None
+    ) -> None:
+        """``up -d`` of ``service`` (``scale``: that many replicas, ``--scale``)."""
         _live.add(self)
         self._up_once = True
         args = ["up", "-d", "--no-build", "--pull", "never"]
         if wait:
             args += ["--wait", "--wait-timeout", str(int(timeout))]
+        if scale is not None:
+            args += ["--scale", f"{service}={scale}"]
         self._ids.pop(service, None)
         self.run(*args, service, timeout=timeout + 30)
 
@@ -108,11 +115,17 @@ class ComposeProject:
         finally:
             self.save_logs()
 
+    def container_ids(self, service: str) -> list[str]:
+        """The ids of every container (each replica) of ``service``, running or not."""
+        if not self._up_once:
+            return []
+        return self.run("ps", "-a", "-q", service, check=False).stdout.split()
+
     def container_id(self, service: str) -> str | None:
         if not self._up_once:
             return None
         if service not in self._ids:
-            ids = self.run("ps", "-a", "-q", service, check=False).stdout.split()
+            ids = self.container_ids(service)
             if not ids:
                 return None
             self._ids[service] = ids[0]
@@ -121,18 +134,14 @@ class ComposeProject:
     def state(self, service: str) -> dict:
         """The container's .State (Running, Pid, ExitCode, Health...), {} if it has none."""
         cid = self.container_id(service)
-        if cid is None:
-            return {}
-        done = subprocess.run(
-            ["docker", "inspect", "--format", "{{json .State}}", cid],
-            capture_output=True, text=True, timeout=30, check=False,
-        )
-        return json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else {}
+        return inspect(cid).get("State", {}) if cid is not None else {}
 
     def logs(self, service: str, lines: int | None = None) -> str:
         if not self._up_once:
             return ""
-        args = ["logs", "--no-color", "--timestamps", "--no-log-prefix"]
+        args = ["logs", "--no-color", "--timestamps"]
+        if not self.log_prefix:
+            args.append("--no-log-prefix")
         if lines is not None:
             args += ["--tail", str(lines)]
         done = self.run(*args, service, check=False, timeout=60)
@@ -160,6 +169,18 @@ class ComposeProject:
             self._up_once = False
             self._ids.clear()
             _live.discard(self)
+
+
+def inspect(container: str) -> dict:
+    """``docker inspect`` of one container (State, RestartCount, Config...), {} if it is gone."""
+    done = subprocess.run(
+        ["docker", "inspect", "--format", "{{json .}}", container],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else {}
 
 
 def down_all() -> None:

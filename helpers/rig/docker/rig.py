@@ -45,6 +45,15 @@ class DockerRig(RigBase):
         ensure_images("ioc")
         return self._own(DockerTableServer(prefix, network or self.epics_network()))
 
+    def forwarder_image(self) -> str:
+        """The forwarder image under test (``images.forwarder_image``), built or confirmed
+        cached once per session; for forwarders the rig does not start itself, such as the
+        replicas of compose/forwarder-group.yml."""
+        if self._forwarder_image is None:
+            self._forwarder_image = forwarder_image()
+            ensure_images("forwarder", forwarder_image=self._forwarder_image)
+        return self._forwarder_image
+
     def forwarder(self, spec: ForwarderSpec):
         if self._build is not None:
             # A forwarder build of this machine, against the containers (host networking).
@@ -53,14 +62,11 @@ class DockerRig(RigBase):
                     spec, build=self._build, kafka=self.kafka(), network=self.epics_network()
                 )
             )
-        if self._forwarder_image is None:
-            self._forwarder_image = forwarder_image()
-            ensure_images("forwarder", forwarder_image=self._forwarder_image)
         kafka = self.kafka()
         return self._own(
             DockerForwarder(
                 spec,
-                image=self._forwarder_image,
+                image=self.forwarder_image(),
                 bootstrap=kafka.forwarder_bootstrap,
                 sasl_bootstrap=kafka.forwarder_sasl_bootstrap,
                 network=self.epics_network(),
