@@ -13,7 +13,9 @@ throughput and latency (receive time minus the EPICS timestamp in the payload). 
 it keeps reading (at most ``drain`` s) until every PV has shown a value stamped after
 ``caught_up`` (the end of the orchestrator's last reading of the generator; null: wait for
 it), so late values still count as delivered, then writes the result file and, in counter
-mode, every PV's received values as runs (for ``bench.delivery``).
+mode, every PV's received values as runs (for ``bench.delivery``). With ``--steps`` (counter
+mode) it also times each value by its broker append time and writes, per PV, the steps from
+t0 on that are not a plain +1 soon after the last (``Steps``; the failover's handovers).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from bench.f144_reader import read_counter, read_name_and_time
 
 BATCH = 10_000
 PROGRESS_EVERY_S = 0.25
+SILENCE_S = 0.5  # five scans of a 10 Hz counter: a longer wait for the next value is a step
+STEPS_KEPT = 100  # per PV: a build losing every other value must not fill memory and file
 
 
 class PvTrack:
@@ -65,6 +69,36 @@ class PvTrack:
         self.received.add(int(round(value)))
 
 
+class Steps:
+    """Per PV, its newest value and append time, and the steps [t_before, t_after, before,
+    after] with t_after >= ``since`` that are not +1 within SILENCE_S: a silence, a loss
+    (after > before + 1) or a repeat (after <= before)."""
+
+    def __init__(self):
+        self.since = float("inf")
+        self.pvs: dict[bytes, list] = {}  # name -> [highest value, its append time, steps]
+
+    def add(self, name: bytes, value: float, at: float) -> None:
+        pv = self.pvs.get(name)
+        if pv is None:
+            self.pvs[name] = [value, at, []]
+            return
+        last, last_at, steps = pv
+        if at >= self.since and (value != last + 1 or at - last_at >= SILENCE_S) \
+                and len(steps) < STEPS_KEPT:
+            steps.append([last_at, at, last, value])
+        pv[0] = max(last, value)
+        pv[1] = at
+
+    def oldest(self) -> float | None:
+        """The append time of the PV that has gone longest without a value."""
+        return min((pv[1] for pv in self.pvs.values()), default=None)
+
+    def dump(self) -> dict:
+        return {n.decode(errors="replace"): {"last": pv[1], "steps": pv[2]}
+                for n, pv in self.pvs.items()}
+
+
 def make_consumer(bootstrap: str, topic: str) -> Consumer:
     consumer = Consumer(
         {
@@ -93,6 +127,7 @@ def run(args) -> dict:
     names_seen: set[bytes] = set()
     latencies = array("d")
     to_broker = array("d")  # broker append time - EPICS timestamp (LogAppendTime topics)
+    steps = Steps() if counter_mode and args.steps is not None else None
     window: dict | None = None
     control_mtime = None
     t0 = t1 = float("inf")
@@ -120,6 +155,10 @@ def run(args) -> dict:
                     tracks[name] = PvTrack(v, ts)
                 else:
                     track.add(v, ts)
+                if steps is not None:
+                    kind, append_ms = message.timestamp()
+                    steps.add(name, v, append_ms * 1e-3
+                              if kind == TIMESTAMP_LOG_APPEND_TIME else now)
             elif random.random() < sample_p:
                 name, ts = read_name_and_time(value)
                 names_seen.add(name)
@@ -133,13 +172,18 @@ def run(args) -> dict:
         if now >= next_progress:
             next_progress = now + PROGRESS_EVERY_S
             seen = len(tracks) if counter_mode else len(names_seen)
-            _write(args.progress, {"t": now, "total": total, "pvs": seen})
+            progress = {"t": now, "total": total, "pvs": seen}
+            if steps is not None:
+                progress["oldest"] = steps.oldest()
+            _write(args.progress, progress)
             mtime = args.control.stat().st_mtime_ns if args.control.exists() else None
             if mtime != control_mtime:
                 control_mtime = mtime
                 window = json.loads(args.control.read_text())
                 t0 = window["t0"]
                 t1 = window["t1"] if window["t1"] is not None else float("inf")
+                if steps is not None:
+                    steps.since = t0
         if window is not None and now >= t1:
             if now >= t1 + window["drain"]:
                 break
@@ -154,6 +198,8 @@ def run(args) -> dict:
     if counter_mode and args.received is not None:
         _write(args.received, {n.decode(errors="replace"): t.received.runs
                                for n, t in tracks.items()})
+    if steps is not None:
+        _write(args.steps, steps.dump())
     lat_ms = np.frombuffer(latencies, dtype=np.float64) * 1000 if latencies else np.zeros(1)
     seen = len(tracks) if counter_mode else len(names_seen)
     return {
@@ -200,6 +246,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--received", type=Path, default=None,
                         help="counter mode: write each PV's received values (as runs) here")
+    parser.add_argument("--steps", type=Path, default=None,
+                        help="counter mode: write each PV's irregular steps (Steps) here")
     args = parser.parse_args()
     _write(args.out, run(args))
     return 0

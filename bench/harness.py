@@ -94,12 +94,15 @@ class Row:
 
 
 class RunningForwarder:
-    """A forwarder of one build on fresh config/status topics, with its control client."""
+    """A forwarder of one build on fresh config/status topics, with its control client;
+    members of one group share ``config_topic`` (each keeps a status topic of its own, so
+    its status says what it forwards)."""
 
-    def __init__(self, bench: Bench, build: Path, extra_args: Sequence[str] = ()):
-        cfg = kafka_helpers.unique_topic("bench-cfg")
+    def __init__(self, bench: Bench, build: Path, extra_args: Sequence[str] = (),
+                 config_topic: str | None = None):
+        cfg = config_topic or kafka_helpers.unique_topic("bench-cfg")
         status = kafka_helpers.unique_topic("bench-status")
-        kafka_helpers.create_topics(bench.bootstrap, [cfg, status])
+        kafka_helpers.create_topics(bench.bootstrap, [status] if config_topic else [cfg, status])
         spec = ForwarderSpec(None, cfg, status, extra_args=("-v", "Warning", *extra_args))
         self.process = LocalForwarder(
             spec,
@@ -132,6 +135,13 @@ class RunningForwarder:
         self.close()
 
 
+def group_args(bench: Bench, name: str = "bench") -> tuple[str, ...]:
+    """``--group NAME`` with a new storage topic (a group needs one)."""
+    storage = kafka_helpers.unique_topic("bench-storage")
+    kafka_helpers.create_topics(bench.bootstrap, [storage])
+    return ("--group", name, "--storage-topic", f"{bench.bootstrap}/{storage}")
+
+
 def create_data_topic(bootstrap: str, name: str, timeout: float = 30.0) -> None:
     """A one-partition topic stamped with the broker's append time, so the consumer can tell
     the forwarder's share of the latency from the consumer side's."""
@@ -152,7 +162,8 @@ def _wait_exit(proc: ManagedProcess, timeout: float, what: str) -> None:
     wait_until(lambda: not proc.is_running(), timeout=timeout, what=what, interval=0.1)
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
+    """A JSON file another process writes (None while it is missing or half written)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -177,10 +188,11 @@ def growth_mb_per_hour(samples: Sequence[tuple[float, int]]) -> float | None:
     return float(slope * 3600 / 1e6)
 
 
-def consumer_files(base: Path) -> dict[str, Path]:
-    """The consumer's control, progress, result and received-values files for one run."""
+def consumer_files(base: Path, *extra: str) -> dict[str, Path]:
+    """The consumer's control, progress, result and received-values files for one run, and
+    the ``extra`` ones asked for (each an option of bench.consumer, e.g. "steps")."""
     return {k: base.with_name(f"{base.name}.{k}.json")
-            for k in ("control", "progress", "out", "received")}
+            for k in ("control", "progress", "out", "received", *extra)}
 
 
 def start_consumer(bench: Bench, topic: str, mode: str, expect: int,
@@ -215,7 +227,7 @@ def wait_flowing(bench: Bench, consumer: ManagedProcess, files: dict[str, Path],
         if not consumer.is_running():
             raise RuntimeError(f"consumer exited: {consumer.tail()}")
         guard.check()
-        progress = _read_json(files["progress"])
+        progress = read_json(files["progress"])
         if guard.stopped:
             return progress or {"pvs": 0}
         if not progress:
@@ -231,7 +243,15 @@ def wait_flowing(bench: Bench, consumer: ManagedProcess, files: dict[str, Path],
         return None
 
     return wait_until(all_flowing, timeout=FLOW_TIMEOUT_S, what=f"values from all {expect} PVs",
-                      seen=lambda: _read_json(files["progress"]), interval=0.2)
+                      seen=lambda: read_json(files["progress"]), interval=0.2)
+
+
+def watch_rss(guard: RssGuard, until: float, samples: list) -> None:
+    """Sample RSS (and enforce the cap) until the epoch time ``until``: a fixed stretch of a
+    scenario (before or after its fault), not a wait for something."""
+    while (left := until - time.time()) > 0 and not guard.stopped:
+        time.sleep(min(left, RSS_SAMPLE_S))
+        samples.append((time.time(), guard.check()))
 
 
 def wait_drained(consumer: ManagedProcess, timeout: float, guard: RssGuard) -> None:
@@ -345,7 +365,7 @@ def add_delivery(row: Row, start: Snapshot | None, end: Snapshot | None, receive
             row.note = ("offered not measured (counters unread); loss from counter gaps only, "
                         f"backlog unknown; {row.note}").strip("; ")
         return
-    received = _read_json(received_path) or {}
+    received = read_json(received_path) or {}
     got = account(start.values, end.values, received, names)
     row.offered_measured = offered_rate(start, end)
     row.loss = got.lost
@@ -363,7 +383,7 @@ def add_delivery(row: Row, start: Snapshot | None, end: Snapshot | None, receive
 
 def read_result(files: dict[str, Path], consumer: ManagedProcess) -> dict:
     """The consumer's result file (it has finished)."""
-    result = _read_json(files["out"])
+    result = read_json(files["out"])
     if result is None:
         raise RuntimeError(f"consumer wrote no result; log {consumer.log_path}")
     return result
@@ -431,7 +451,7 @@ def generator_row(bench: Bench, *, scenario: str, protocol: str, names: Sequence
         _wait_exit(proc, seconds + 90, f"the {protocol} generator check")
     finally:
         proc.stop()
-    result = _read_json(out)
+    result = read_json(out)
     if result is None:
         raise RuntimeError(f"generator check wrote no result; log {proc.log_path}")
     loss = result["gaps"] + (result["pvs"] - result["connected"])

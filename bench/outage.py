@@ -29,6 +29,7 @@ from bench.harness import (
     start_consumer,
     wait_drained,
     wait_flowing,
+    watch_rss,
     write_control,
 )
 from bench.memory_guard import RssGuard
@@ -39,7 +40,6 @@ from helpers.forwarder_control import Stream, now_ms
 BEFORE_S = 5.0  # flowing normally before the broker stops
 AFTER_S = 10.0  # flowing again after it is back, before the second reading
 STATUS_WAIT_S = 15.0  # for a status sent after the drain (the forwarder sends one every 4 s)
-SAMPLE_S = 1.0
 
 
 def outage_seconds(bench: Bench) -> float:
@@ -54,13 +54,6 @@ def measure_outage(bench: Bench, builds: Sequence[tuple[str, Path]], names: Sequ
         rows.append(_one_build(bench, build, label, names, nominal))
         say_row(rows[-1])
     return rows
-
-
-def _watch(guard: RssGuard, until: float, samples: list) -> None:
-    """Sample RSS (and enforce the cap) until the epoch time ``until``."""
-    while (left := until - time.time()) > 0 and not guard.stopped:
-        time.sleep(min(left, SAMPLE_S))
-        samples.append((time.time(), guard.check()))
 
 
 def _one_build(bench: Bench, build: Path, label: str, names: Sequence[str],
@@ -88,7 +81,7 @@ def _one_build(bench: Bench, build: Path, label: str, names: Sequence[str],
             start = read_counters(reader, what, bench.say)
             cpu0 = procstats.cpu_seconds(fwd.pid)
             rss.append((time.time(), guard.check()))
-            _watch(guard, t0 + BEFORE_S, rss)
+            watch_rss(guard, t0 + BEFORE_S, rss)
             bench.say(f"{what}: stopping the broker for {down_s:.0f} s")
             # Clients of ours that would log every failed reconnect while it is down: the
             # cached admin client, and the status reader (reopened on the next status read).
@@ -97,7 +90,7 @@ def _one_build(bench: Bench, build: Path, label: str, names: Sequence[str],
             down_at = time.time()
             kafka.stop()
             try:
-                _watch(guard, time.time() + down_s, rss)
+                watch_rss(guard, time.time() + down_s, rss)
             finally:
                 kafka.start()
             up_at = time.time()
@@ -106,7 +99,7 @@ def _one_build(bench: Bench, build: Path, label: str, names: Sequence[str],
                       f"{guard.peak / 1e6:.0f} MB")
             # The whole outage's backlog has to go out, and a restart under load is slow.
             drain_s = max(60.0, 2 * (up_at - down_at))
-            _watch(guard, up_at + AFTER_S, rss)
+            watch_rss(guard, up_at + AFTER_S, rss)
             t1 = time.time()
             end = read_counters(reader, what, bench.say)
             cpu1 = procstats.cpu_seconds(fwd.pid) if not guard.stopped else None

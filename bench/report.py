@@ -73,6 +73,35 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+# The failover scenario's own figures (bench.failover), one line per build.
+FAILOVER_COLUMNS = (
+    ("build", 12, "s", "build"), ("members", 7, "d", "members"),
+    ("killed-had", 10, "d", "victim_listed"), ("moved", 5, "d", "moved"),
+    ("longest-gap-s", 13, ".1f", "longest_s"), ("all-back-s", 10, ".1f", "all_back_s"),
+    ("lost", 6, "d", "lost"), ("lost-other", 10, "d", "lost_elsewhere"),
+    ("repeats", 7, "d", "repeats"), ("not-back", 8, "d", "not_back"),
+)
+
+
+def failover_table(rows: list[Row]) -> str:
+    """The failover rows' handover figures ('' without any): streams the killed member
+    listed, PVs silent > 1 s across the kill, the longest silence, kill to the last PV's
+    return, values skipped across the silences (and elsewhere), values received twice."""
+    measured = [r for r in rows if "failover" in r.extra]
+    if not measured:
+        return ""
+    lines = [" ".join(f"{name:<{w}}" if fmt == "s" else f"{name:>{w}}"
+                      for name, w, fmt, _ in FAILOVER_COLUMNS)]
+    lines.append("-" * len(lines[0]))
+    for r in measured:
+        got = {**r.extra["failover"], "build": r.build}
+        lines.append(" ".join(
+            f"{'-':>{w}}" if got.get(key) is None else
+            f"{str(got[key])[:w]:<{w}}" if fmt == "s" else f"{got[key]:>{w}{fmt}}"
+            for _, w, fmt, key in FAILOVER_COLUMNS))
+    return "\n".join(lines)
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -105,6 +134,14 @@ def summary(rows: list[Row]) -> str:
                 f"{_met(o.get('lost_unreported') == 0)}; still undelivered at the drain's end "
                 f"{o.get('backlog', '-')}), peak RSS "
                 f"{o['rss_peak_outage_mb']:.0f} MB")
+        elif r.scenario == "failover" and "failover" in r.extra:
+            f = r.extra["failover"]
+            back = "-" if f["all_back_s"] is None else f"{f['all_back_s']:.1f} s"
+            lines.append(
+                f"{r.build} failover ({f['members']} members, one SIGKILLed): {f['moved']} PVs "
+                f"moved, longest gap {f['longest_s']:.1f} s, all back after {back} (~10 s "
+                f"documented: {_met(f['all_back_s'] is not None and f['all_back_s'] <= 10)}), "
+                f"lost {f['lost']}, repeats {f['repeats']}, never back {f['not_back']}")
         elif r.scenario == "soak":
             flat = r.extra["rss_flatness_pct"]
             lines.append(f"{r.build} soak: RSS spread {flat:.1f}% (<= 5%: {_met(flat <= 5)}), "

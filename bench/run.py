@@ -116,6 +116,9 @@ def main(argv=None) -> int:
     print()
     print(report.table(rows))
     print()
+    if failover := report.failover_table(rows):
+        print(failover)
+        print()
     print(report.summary(rows))
     print()
     paths = [report.save_json(rows, meta, OUT_DIR, stamp),

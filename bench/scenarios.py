@@ -8,13 +8,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import procstats
-from bench.harness import Bench, Row, RunningForwarder, generator_row, growth_mb_per_hour
+from bench.failover import measure_failover
+from bench.harness import (
+    Bench,
+    Row,
+    RunningForwarder,
+    generator_row,
+    group_args,
+    growth_mb_per_hour,
+)
 from bench.harness import measure_streams as measure
 from bench.load_ioc import LoadIoc, array_names, counter_names
 from bench.outage import measure_outage
 from bench.pva_load import PvaLoadServer
 from bench.pva_load import names as pva_names
-from helpers import kafka_helpers
 from helpers.forwarder_control import Stream
 from helpers.polling import WaitTimeout
 
@@ -145,10 +152,7 @@ def _members_args(bench: Bench, workers: int) -> tuple[str, ...]:
     (a group needs a storage topic; each run gets a new one)."""
     if workers == 1:
         return ()
-    storage = kafka_helpers.unique_topic("bench-storage")
-    kafka_helpers.create_topics(bench.bootstrap, [storage])
-    return ("--workers", str(workers), "--group", "bench",
-            "--storage-topic", f"{bench.bootstrap}/{storage}")
+    return ("--workers", str(workers), *group_args(bench))
 
 
 def step_up_workers(bench: Bench, builds: Builds) -> list[Row]:
@@ -286,6 +290,15 @@ def outage(bench: Bench, builds: Builds) -> list[Row]:
                               nominal=count * RATE_HZ, say_row=lambda r: bench.say(summary_line(r)))
 
 
+def failover(bench: Bench, builds: Builds) -> list[Row]:
+    """CA 1000 x 10 Hz over a group of 3 forwarders, one SIGKILLed (bench.failover)."""
+    count = 1000
+    with _Ioc(bench, "failover", count=count):
+        return measure_failover(bench, builds, counter_names(PREFIX, count),
+                                nominal=count * RATE_HZ,
+                                say_row=lambda r: bench.say(summary_line(r)))
+
+
 SCENARIOS = {
     "fake-max": fake_max,
     "ca-1000x10Hz": _scalar("CA"),
@@ -297,4 +310,5 @@ SCENARIOS = {
     "add-10k": add_10k,
     "soak": soak,
     "outage": outage,
+    "failover": failover,
 }
