@@ -19,7 +19,7 @@ from forwarder.config.storage import (
     ConfigStorage,
     StorageUnavailable,
     TopicReader,
-    retrieve_config,
+    retrieve_snapshot,
 )
 from forwarder.settings import Settings
 from forwarder.sink import MessageSink
@@ -42,6 +42,11 @@ RETRIEVAL_TIMEOUT_S = 30.0  # one attempt; an unreachable broker means another a
 RESTORE_FIRST_RETRY_S = 0.5
 RESTORE_MAX_RETRY_S = 10.0
 RESTORE_LOG_INTERVAL_S = 10.0
+# A group member also replays the commands written from this long before its snapshot: the
+# snapshot's writer may have stored it that much after a command others applied (a dead
+# writer's streams and storage move after the session timeout), and clocks may differ.
+# Replaying a command already in the snapshot changes nothing.
+REPLAY_BEFORE_SNAPSHOT_MS = 60_000
 FLUSH_TIMEOUT_S = 5.0
 
 
@@ -230,7 +235,7 @@ class Forwarder:
             while not self.stop.is_set():
                 attempt += 1
                 try:
-                    specs = retrieve_config(
+                    stored = retrieve_snapshot(
                         reader, self.settings.storage_topic, RETRIEVAL_TIMEOUT_S
                     )
                 except Exception as error:
@@ -251,6 +256,13 @@ class Forwarder:
                     self._count("storage_restore_retries")
                     self.stop.wait(retry_s)
                     continue
+                specs = stored.specs
+                if self.member is not None and stored.timestamp_ms is not None:
+                    # Commands that others applied after the snapshot was written, or
+                    # before its writer stored them, would be missed by this member alone.
+                    self.parts.config_consumer.replay_since(
+                        stored.timestamp_ms - REPLAY_BEFORE_SNAPSHOT_MS
+                    )
                 if specs:
                     # Status waits for the config consumer; storage gets the restored config
                     # again so that the newest stored snapshot always reflects this run.

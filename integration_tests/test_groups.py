@@ -14,8 +14,10 @@ import time
 import uuid
 
 import pytest
+from streaming_data_types.fbschemas.forwarder_config_update_fc00.UpdateType import UpdateType
 
-from helpers.forwarder_control import Stream, now_ms
+from helpers import kafka_helpers
+from helpers.forwarder_control import ForwarderControl, Stream, fc00, now_ms
 from helpers.polling import wait_until
 from helpers.pvs import COUNTER_COUNT, COUNTER_RUN, counter_suffixes
 from integration_tests.forwarder_fixtures import epics_write
@@ -318,3 +320,30 @@ def test_a_wildcard_remove_sent_while_a_member_is_down_applies_on_every_member(
     traffic.poll()
     still = {pv for (_, pv) in traffic.data(mark)} & {k[0] for k in removed}
     assert not still, f"removed PVs still forwarded: {sorted(still)[:5]}"
+
+
+@pytest.mark.extension
+def test_a_member_restoring_an_older_snapshot_still_applies_the_commands_sent_after_it(
+    kafka, ioc, counters_running, forwarder_factory, control_factory, topics, outputs
+):
+    """The storage snapshot can lag the commands: its writer stores one after applying a
+    command, and if it dies first the next writer stores one only after the session
+    timeout. A member starting then restores the older snapshot; the newer command must
+    still reach it."""
+    group = Group(forwarder_factory, control_factory, topics)
+    topic = topics.new("ca-f144")
+    stored, newer = (Stream(ioc.pv(s), "f144", topic, "CA") for s in counter_suffixes(2))
+    # A snapshot holding one stream (the storage format is one fc00 ADD), then a command
+    # that the snapshot does not hold, both before the member starts.
+    kafka_helpers.produce(kafka.bootstrap, group.storage_topic, fc00(UpdateType.ADD, [stored]))
+    commands = ForwarderControl(kafka.bootstrap, group.config_topic, topics.new("status"))
+    try:
+        commands.add([newer])
+    finally:
+        commands.close()
+    group.start(1)
+    group.wait_shared(
+        {stored.key, newer.key}, "the member forwarding the stored stream and the newer one"
+    )
+    traffic = Traffic(outputs, [topic])
+    wait_all_forward(traffic, [stored, newer], now_ms(), 3, "3 values of both streams")

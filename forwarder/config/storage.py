@@ -162,15 +162,28 @@ class _Found:
     offset: int
 
 
+@dataclass(frozen=True)
+class StoredConfig:
+    """A restored configuration and the Kafka timestamp of its snapshot (None: no snapshot)."""
+
+    specs: list[StreamSpec]
+    timestamp_ms: int | None
+
+
 def retrieve_config(reader: TopicReader, topic: str, timeout: float) -> list[StreamSpec]:
     """The newest complete configuration on the storage topic; [] if it is absent or holds
     none. Raises StorageUnavailable when that cannot be known now."""
+    return retrieve_snapshot(reader, topic, timeout).specs
+
+
+def retrieve_snapshot(reader: TopicReader, topic: str, timeout: float) -> StoredConfig:
+    """``retrieve_config`` with the snapshot's timestamp."""
     started = time.monotonic()
     deadline = started + timeout
     partitions = reader.partitions(timeout)
     if partitions is None:
         log.info("Storage topic %s does not exist: starting with no streams", topic)
-        return []
+        return StoredConfig([], None)
     newest: _Found | None = None
     read = skipped = 0
     for partition, (low, high) in sorted(partitions.items()):
@@ -196,7 +209,7 @@ def retrieve_config(reader: TopicReader, topic: str, timeout: float) -> list[Str
             read,
             took,
         )
-        return []
+        return StoredConfig([], None)
     log.info(
         "Restoring %d streams from storage topic %s (offset %d; %d messages read in %.2fs)",
         len(newest.specs),
@@ -205,7 +218,7 @@ def retrieve_config(reader: TopicReader, topic: str, timeout: float) -> list[Str
         read,
         took,
     )
-    return newest.specs
+    return StoredConfig(newest.specs, newest.timestamp_ms)
 
 
 def _newest_in_partition(

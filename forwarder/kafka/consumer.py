@@ -90,6 +90,12 @@ class ConfigConsumer:
         self._warned = False
         self.assigned = False
 
+    def replay_since(self, timestamp_ms: int) -> None:
+        """Also deliver the commands written since ``timestamp_ms`` (before the first
+        assignment only): a group member replays those newer than its restored snapshot."""
+        if not self.assigned:
+            self._started_ms = min(self._started_ms, timestamp_ms)
+
     def try_assign(self, timeout: float = 5.0) -> bool:
         """Assign every partition at the first command of this run; False (retry later) if
         the topic cannot be read yet."""
@@ -119,7 +125,7 @@ class ConfigConsumer:
             {tp.partition: tp.offset for tp in assignment},
             "the topic is new: every command in it"
             if self._from_beginning
-            else "every command written since this forwarder started",
+            else f"every command written since {self._started_ms} ms",
         )
         return True
 

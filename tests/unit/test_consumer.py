@@ -109,6 +109,18 @@ def test_config_consumer_reads_only_commands_written_since_it_started():
     assert consumer.poll(0.1) == [b"new"]
 
 
+def test_config_consumer_replays_commands_since_an_earlier_time_only_before_it_is_assigned():
+    # A group member whose snapshot (at 5001) is older than its start (5002) replays from it.
+    data = {0: [b"old1", b"after-snapshot", b"since-start"], 1: [b"old3"]}
+    consumer, fake = make(ConfigConsumer, data, started_ms=5002)
+    consumer.replay_since(5001)
+    consumer.replay_since(6000)  # later than the start: changes nothing
+    assert consumer.try_assign()
+    assert consumer.poll(0.1) == [b"after-snapshot", b"since-start"]
+    consumer.replay_since(0)  # assigned already: too late to go back
+    assert consumer.poll(0.1) == []
+
+
 def test_config_consumer_reads_a_topic_created_after_it_started_from_the_beginning():
     clock = SimpleNamespace(now=0.0)
     # started_ms far in the future: by time alone it would skip every message

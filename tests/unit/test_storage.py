@@ -12,6 +12,7 @@ from forwarder.config.storage import (
     StorageUnavailable,
     StoredMessage,
     retrieve_config,
+    retrieve_snapshot,
     serialise_config,
     snapshot_marker,
     snapshot_messages,
@@ -71,6 +72,14 @@ def test_storage_listener_produces_to_the_topic():
 def test_newest_valid_message_wins():
     reader = FakeReader({0: [serialise_config(SPECS[:1]), serialise_config(SPECS)]})
     assert set(retrieve_config(reader, "store", 5)) == set(SPECS)
+
+
+def test_a_restored_snapshot_carries_its_kafka_timestamp():
+    reader = FakeReader({0: [serialise_config(SPECS[:1]), serialise_config(SPECS), b"junk"]})
+    stored = retrieve_snapshot(reader, "store", 5)
+    assert set(stored.specs) == set(SPECS)
+    assert stored.timestamp_ms == 1001  # the fake broker stamps offset o with 1000 + o
+    assert retrieve_snapshot(FakeReader({0: [b"junk"]}), "store", 5).timestamp_ms is None
 
 
 def test_junk_after_the_newest_snapshot_is_skipped_and_summarised_in_one_line(caplog):
