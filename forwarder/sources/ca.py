@@ -33,6 +33,7 @@ from forwarder.periodic import TimerScheduler
 from forwarder.sources.base import ConnectionCallback, UpdateCallback
 from forwarder.sources.ca_convert import TIME_OFFSET, update_from_ca
 from forwarder.sources.delivery import Delivery
+from forwarder.sources.thread_state import keep_thread_state
 from forwarder.update import ConnectionStatus, Update
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ class _Channel:
         ca.flush_io()
 
     def _on_value(self, value=None, **kwargs):
+        keep_thread_state()
         try:
             update = update_from_ca(self.name, value, kwargs)
         except Exception as error:

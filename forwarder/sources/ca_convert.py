@@ -43,11 +43,22 @@ def severity_of(severity: int) -> Severity:
         return Severity.INVALID
 
 
+# Alarm is frozen, so one object per (status, severity) serves every update; bounded, as a
+# misbehaving server could send any 16-bit numbers.
+_alarms: dict[tuple[int, int], Alarm] = {}
+_ALARMS_CACHED = 1024
+
+
 def alarm_of(status: int, severity: int) -> Alarm:
     """CA has no alarm message: the status name stands in for it, "NO_ALARM" included, as
     the ESS forwarder sends it."""
-    name = ca_status_name(status)
-    return Alarm(severity_of(severity), name, name)
+    alarm = _alarms.get((status, severity))
+    if alarm is None:
+        name = ca_status_name(status)
+        alarm = Alarm(severity_of(severity), name, name)
+        if len(_alarms) < _ALARMS_CACHED:
+            _alarms[(status, severity)] = alarm
+    return alarm
 
 
 def timestamp_ns(posixseconds: int, nanoseconds: int) -> int:

@@ -30,6 +30,7 @@ from forwarder.sources.base import ConnectionCallback, UpdateCallback
 from forwarder.sources.delivery import Delivery
 from forwarder.sources.pva_convert import update_from_pva
 from forwarder.sources.pva_watchdog import FIRST_S, MAX_S, SilenceWatchdog
+from forwarder.sources.thread_state import keep_thread_state
 from forwarder.update import ConnectionStatus
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,24 @@ def _rearm(subscription) -> None:
         log.debug("cannot re-arm p4p subscription %r", subscription)
 
 
+def _keep_thread_state_on_wakeups() -> None:
+    """PVXS threads enter Python once per wakeup of a subscription (``Subscription._event``,
+    about once per update at 10 Hz per PV); make each keep its thread state (thread_state).
+    Done once per process, on p4p's class, for the subscriptions made after it."""
+    from p4p.client.thread import Subscription
+
+    wakeup = getattr(Subscription, "_event", None)
+    if wakeup is None or getattr(wakeup, "keeps_thread_state", False):
+        return  # another p4p version, or done already
+
+    def _event(self):
+        keep_thread_state()
+        wakeup(self)
+
+    _event.keeps_thread_state = True
+    Subscription._event = _event
+
+
 class PvaSourceFactory:
     """Makes PVA sources; creates the p4p context on first use and closes it on close."""
 
@@ -174,6 +193,7 @@ class PvaSourceFactory:
             if self._context is None:
                 from p4p.client.thread import Context
 
+                _keep_thread_state_on_wakeups()
                 self._context = Context("pva", nt=False)
             context = self._context
             self._live.add(delivery)

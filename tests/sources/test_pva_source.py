@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from p4p.nt import NTEnum, NTScalar, NTTable
@@ -182,3 +184,41 @@ def test_pva_stop_silences_one_source_and_close_all(factory):
         finally:
             first.stop()
             second.stop()
+
+
+def test_pvxs_wakeup_threads_keep_their_python_thread_state(factory, monkeypatch):
+    """A PVXS thread keeps one Python thread state across a subscription's wakeups (issue
+    11). Thread-local data lives in the thread state: a marker set in one wakeup must still
+    be there in the next one on that thread."""
+    from p4p.client.thread import Subscription
+
+    pvs = {"T:FIRST": SharedPV(nt=NTScalar("d"), initial=0.0),
+           "T:TICK": SharedPV(nt=NTScalar("d"), initial=0.0)}
+    with serve(pvs):
+        first, rec = subscribe(factory, "T:FIRST")  # the context exists from here on
+        wait_until(rec.last_update, timeout=TIMEOUT, what="a value of T:FIRST")
+        marks = threading.local()
+        kept: list[bool] = []
+        wakeup = Subscription._event
+
+        def recording_wakeup(self):
+            wakeup(self)
+            kept.append(getattr(marks, "seen", False))
+            marks.seen = True
+
+        monkeypatch.setattr(Subscription, "_event", recording_wakeup)
+        source, rec = subscribe(factory, "T:TICK")
+        try:
+            for value in range(1, 6):
+                wait_until(
+                    lambda v=value: (u := rec.last_update()) is not None and u.value == v - 1,
+                    timeout=TIMEOUT,
+                    what=f"T:TICK = {value - 1}",
+                )
+                pvs["T:TICK"].post(float(value))
+            wait_until(lambda: len(kept) >= 5, timeout=TIMEOUT, what="5 wakeups of T:TICK")
+        finally:
+            source.stop()
+            first.stop()
+    # The first wakeup on each PVXS thread sees no marker; later ones must.
+    assert kept[-1] and kept.count(False) <= 2, f"thread state not kept: {kept}"
