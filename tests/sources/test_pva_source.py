@@ -192,8 +192,10 @@ def test_pvxs_wakeup_threads_keep_their_python_thread_state(factory, monkeypatch
     be there in the next one on that thread."""
     from p4p.client.thread import Subscription
 
-    pvs = {"T:FIRST": SharedPV(nt=NTScalar("d"), initial=0.0),
-           "T:TICK": SharedPV(nt=NTScalar("d"), initial=0.0)}
+    pvs = {
+        "T:FIRST": SharedPV(nt=NTScalar("d"), initial=0.0),
+        "T:TICK": SharedPV(nt=NTScalar("d"), initial=0.0),
+    }
     with serve(pvs):
         first, rec = subscribe(factory, "T:FIRST")  # the context exists from here on
         wait_until(rec.last_update, timeout=TIMEOUT, what="a value of T:FIRST")
