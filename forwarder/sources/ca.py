@@ -30,6 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from forwarder.periodic import TimerScheduler
+from forwarder.sources import ca_events
 from forwarder.sources.base import ConnectionCallback, UpdateCallback
 from forwarder.sources.ca_convert import TIME_OFFSET, update_from_ca
 from forwarder.sources.delivery import Delivery
@@ -167,26 +168,39 @@ class _Channel:
         if self._subscription is not None:
             log.info("%s changed type; subscribing again", self.name)
             ca.clear_subscription(self._subscription[2])
-        self._subscription = ca.create_subscription(
-            chid, ftype=time_type, count=0, callback=self._on_value
-        )
+        if time_type in ca_events.DIRECT_TYPES:
+            handler = ca_events.Handler(self.name, self._fan_out, self._conversion_failed)
+            self._subscription = ca_events.subscribe(
+                ca, chid, time_type, ca.DEFAULT_SUBSCRIPTION_MASK, handler
+            )
+        else:
+            self._subscription = ca.create_subscription(
+                chid, ftype=time_type, count=0, callback=self._on_value
+            )
         self._subscribed_type = time_type
         # On a libca callback thread pyepics' poll() does not flush: without this the
         # request (and so the initial value) may wait for an unrelated flush.
         ca.flush_io()
 
     def _on_value(self, value=None, **kwargs):
+        """pyepics' monitor callback (DBR_TIME_STRING; numeric types come via ca_events)."""
         keep_thread_state()
         try:
             update = update_from_ca(self.name, value, kwargs)
         except Exception as error:
-            with self._lock:
-                deliveries = list(self._deliveries)
-            if not deliveries:
-                log.error("dropping update of %s: cannot convert it (%s)", self.name, error)
-            for d in deliveries:
-                d.conversion_failed(error)
+            self._conversion_failed(error)
             return
+        self._fan_out(update)
+
+    def _conversion_failed(self, error: Exception) -> None:
+        with self._lock:
+            deliveries = list(self._deliveries)
+        if not deliveries:
+            log.error("dropping update of %s: cannot convert it (%s)", self.name, error)
+        for d in deliveries:
+            d.conversion_failed(error)
+
+    def _fan_out(self, update: Update) -> None:
         with self._lock:
             self._last_update = update
             deliveries = list(self._deliveries)

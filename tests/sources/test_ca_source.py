@@ -256,15 +256,15 @@ def test_ca_lost_initial_event_is_fetched(ca_setup, monkeypatch, caplog):
     factory, ioc, _ = ca_setup
     name = ioc.prefix + "LONG"
     dropped = []
-    original = ca_module._Channel._on_value
+    original = ca_module._Channel._fan_out  # every monitor event passes here, a fetch not
 
-    def lossy(self, value=None, **kwargs):
+    def lossy(self, update):
         if self.name == name:
-            dropped.append(value)  # LONG is static: every event of it is an initial one
+            dropped.append(update.value)  # LONG is static: every event of it is an initial one
             return
-        original(self, value=value, **kwargs)
+        original(self, update)
 
-    monkeypatch.setattr(ca_module._Channel, "_on_value", lossy)
+    monkeypatch.setattr(ca_module._Channel, "_fan_out", lossy)
     monkeypatch.setattr(ca_module, "INITIAL_VALUE_DEADLINE_S", 0.2)
     source, rec = subscribe(factory, name)
     try:
@@ -314,3 +314,46 @@ def test_ca_callback_threads_keep_their_python_thread_state(ca_setup):
         source.stop()
     # The first callback on each libca thread sees no marker; every later one must.
     assert kept[-1] and kept.count(False) <= 2, f"thread state not kept: {kept}"
+
+
+NUMERIC = ["AI", "LONG", "INT64", "ENUM", "SHORT1", "FLOAT1", "WF", "CHARWF", "EMPTY", "COUNTER"]
+
+
+def test_numeric_events_read_from_libca_equal_pyepics_unpacking(ca_setup):
+    """ca_events reads numeric DBR_TIME events itself; each Update must equal, in value,
+    dtype, timestamp and alarm, the one ca_convert makes from pyepics' unpacking of the same
+    record state (a DBR_TIME get of it, as the forwarder's own fetch does), for every numeric
+    record type of the test IOC."""
+    from epics import ca
+
+    from forwarder.sources.ca_convert import TIME_OFFSET, update_from_ca
+
+    factory, ioc, _ = ca_setup
+    ours = {suffix: subscribe(factory, ioc.prefix + suffix) for suffix in NUMERIC}
+    try:
+        for suffix in NUMERIC:
+            name = ioc.prefix + suffix
+            rec = ours[suffix][1]
+            wait_for_update(rec, f"a value of {suffix}")
+            chid = ca.create_channel(name, connect=True)  # pyepics' one channel of that name
+            ftype = ca.field_type(chid) + TIME_OFFSET
+            data = ca.get_with_metadata(chid, ftype=ftype, count=0, wait=True, timeout=TIMEOUT)
+            value = data.pop("value")
+            other = update_from_ca(name, value, {**data, "ftype": ftype})
+
+            def same_event(_rec=rec, _stamp=other.timestamp_ns):
+                return [u for u in _rec.updates() if u.timestamp_ns == _stamp]
+
+            (update,) = wait_until(
+                same_event,
+                timeout=TIMEOUT,
+                what=f"the monitor event of {suffix} that the get returned",
+                seen=lambda _rec=rec: _rec.updates()[-3:],
+            )
+            assert type(update.value) is type(other.value), suffix
+            assert np.asarray(update.value).dtype == np.asarray(other.value).dtype, suffix
+            assert np.array_equal(update.value, other.value), suffix
+            assert (update.channel, update.alarm) == (other.channel, other.alarm), suffix
+    finally:
+        for source, _ in ours.values():
+            source.stop()

@@ -9,6 +9,7 @@ import numpy as np
 
 from forwarder.periodic import TimerScheduler
 from forwarder.sources import ca as ca_module
+from forwarder.sources import ca_events
 from forwarder.sources.ca import _Channel
 from forwarder.sources.delivery import Delivery
 from forwarder.update import ConnectionStatus
@@ -26,6 +27,8 @@ META = {
 
 class FakeCa:
     """The bits of epics.ca the channel calls, with a get that answers from a dict."""
+
+    DEFAULT_SUBSCRIPTION_MASK = 5
 
     def __init__(self, answer):
         self.answer = answer
@@ -75,6 +78,8 @@ class Seen:
 def channel_with(monkeypatch, answer):
     fake = FakeCa(answer)
     monkeypatch.setattr(ca_module, "_ca", lambda: fake)
+    # Numeric types subscribe through ca_events, straight on libca: no event comes here.
+    monkeypatch.setattr(ca_events, "subscribe", lambda ca, chid, ftype, mask, h: (None, h, 1))
     monkeypatch.setattr(ca_module, "INITIAL_VALUE_DEADLINE_S", 0.05)
     timers = TimerScheduler()
     timers.start()
