@@ -294,8 +294,13 @@ def measure_streams(
     mode: str = "counter",
     extra_args: Sequence[str] = (),
     rss_every: float = RSS_SAMPLE_S,
+    members: int = 1,
 ) -> Row:
-    """Run one forwarder with ``streams`` (or ``make_streams(topic)``) for ``duration`` s."""
+    """Run one forwarder with ``streams`` (or ``make_streams(topic)``) for ``duration`` s.
+
+    ``members`` > 1: the forwarder is a group of that many (``--workers``); the window opens
+    only once they have split the streams, so that the joining members' handovers (values
+    made while a stream changes owner are not forwarded) fall before it."""
     topic = kafka_helpers.unique_topic("bench-data")
     create_data_topic(bench.bootstrap, topic)
     streams = list(streams) if streams is not None else list(make_streams(topic))
@@ -311,6 +316,11 @@ def measure_streams(
             guard = RssGuard(fwd.pid, bench.memory_cap_mb, bench.say, what)
             bench.say(f"{what}: forwarder pid {fwd.pid} up; adding {len(streams)} streams")
             fwd.control.add(streams)
+            if members > 1:
+                fwd.control.wait_members_share(
+                    {s.key for s in streams}, members, since_ms=0, timeout=FLOW_TIMEOUT_S,
+                    what=f"{what}: {members} members sharing {len(streams)} streams",
+                )
             flowing = wait_flowing(bench, consumer, files, len(streams), guard, what)
             t0 = time.time() + SETTLE_S
             t1 = t0 + duration

@@ -171,7 +171,7 @@ def step_up_workers(bench: Bench, builds: Builds) -> list[Row]:
                                   scenario=f"step-up-ca-x{workers}",
                                   make_streams=_streams(names, "CA"), offered=n * RATE_HZ,
                                   duration=_window(bench, 8, 20),
-                                  extra_args=_members_args(bench, workers))
+                                  extra_args=_members_args(bench, workers), members=workers)
                     rows.append(row)
                     bench.say(summary_line(row))
                     if not (row.zero_loss and row.rate >= 0.95 * row.offered):
