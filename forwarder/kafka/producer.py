@@ -265,7 +265,8 @@ class Producer:
     def _on_delivery(self, counts: StreamCounts, err: KafkaError | None, msg: Any) -> None:
         try:
             key = msg.key()
-            cost = len(msg.value() or b"") + PER_MESSAGE_OVERHEAD + (len(key) if key else 0)
+            # len(msg) is the value's length; msg.value() would copy the payload.
+            cost = len(msg) + PER_MESSAGE_OVERHEAD + (len(key) if key else 0)
             with self._lock:
                 self._inflight -= cost
                 if err is None:

@@ -37,6 +37,9 @@ class FakeMessage:
     def value(self) -> bytes:
         return self._value
 
+    def __len__(self) -> int:  # confluent_kafka.Message: the value's length, without a copy
+        return len(self._value or b"")
+
     def key(self) -> bytes | None:
         return self._key
 
