@@ -25,7 +25,7 @@ from bench.counter_snapshot import Snapshot, offered_rate, open_counters
 from bench.delivery import account
 from bench.memory_guard import DEFAULT_CAP_MB, RssGuard
 from helpers import kafka_helpers
-from helpers.forwarder_control import ForwarderControl, Stream
+from helpers.forwarder_control import ForwarderControl, Stream, now_ms
 from helpers.polling import wait_until
 from helpers.rig.api import EpicsNetwork, ForwarderSpec
 from helpers.rig.local.forwarder import LocalForwarder
@@ -246,6 +246,29 @@ def wait_flowing(bench: Bench, consumer: ManagedProcess, files: dict[str, Path],
                       seen=lambda: read_json(files["progress"]), interval=0.2)
 
 
+def wait_group_settled(control: ForwarderControl, streams: Sequence[Stream], members: int,
+                       what: str) -> None:
+    """Wait until ``members`` members split ``streams`` and every stream has sent a value
+    from its owner since then (status ``last_update_ms``): a stream that moved while the
+    group formed is silent until its new owner's subscription delivers."""
+    control.wait_members_share({s.key for s in streams}, members, since_ms=0,
+                               timeout=FLOW_TIMEOUT_S,
+                               what=f"{what}: {members} members sharing {len(streams)} streams")
+    shared_ms = now_ms()
+
+    def fresh() -> int:
+        return sum(
+            1
+            for record in control.newest_by_member(since_ms=shared_ms).values()
+            for entry in record.status.streams()
+            if (entry.get("last_update_ms") or 0) >= shared_ms
+        )
+
+    wait_until(lambda: fresh() >= len(streams), timeout=FLOW_TIMEOUT_S,
+               what=f"{what}: every stream forwarding from its owner since the split",
+               seen=lambda: f"{fresh()} of {len(streams)}", interval=0.5)
+
+
 def watch_rss(guard: RssGuard, until: float, samples: list) -> None:
     """Sample RSS (and enforce the cap) until the epoch time ``until``: a fixed stretch of a
     scenario (before or after its fault), not a wait for something."""
@@ -317,10 +340,7 @@ def measure_streams(
             bench.say(f"{what}: forwarder pid {fwd.pid} up; adding {len(streams)} streams")
             fwd.control.add(streams)
             if members > 1:
-                fwd.control.wait_members_share(
-                    {s.key for s in streams}, members, since_ms=0, timeout=FLOW_TIMEOUT_S,
-                    what=f"{what}: {members} members sharing {len(streams)} streams",
-                )
+                wait_group_settled(fwd.control, streams, members, what)
             flowing = wait_flowing(bench, consumer, files, len(streams), guard, what)
             t0 = time.time() + SETTLE_S
             t1 = t0 + duration
