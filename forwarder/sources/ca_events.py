@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import threading
 
 import numpy as np
 
@@ -35,7 +36,8 @@ _HEADER = struct.Struct("=hhII")
 DIRECT_TYPES = frozenset(t + TIME_OFFSET for t in NUMPY_TYPES)
 _DTYPES = {t + TIME_OFFSET: np.dtype(np_type) for t, np_type in NUMPY_TYPES.items()}
 
-_callback = None  # the one C callback, made when libca is loaded
+_callback = None  # the one C callback, made when libca is loaded (under _lock)
+_lock = threading.Lock()
 _value_offsets: dict[int, int] = {}
 
 
@@ -87,20 +89,28 @@ def subscribe(ca, chid, ftype: int, mask: int, handler: Handler) -> tuple:
     """``ca_create_subscription`` of ``ftype`` (one of DIRECT_TYPES) with count 0 (each event
     has the PV's current length); returns (callback, user argument, event id): keep it
     alive, and clear the subscription with ``ca.clear_subscription(<event id>)``."""
-    global _callback
     from epics import dbr
 
-    if _callback is None:
-        offsets = (39 * ctypes.c_short).in_dll(ca.libca, "dbr_value_offset")
-        _value_offsets.update({t: offsets[t] for t in DIRECT_TYPES})
-        _callback = ctypes.CFUNCTYPE(None, dbr.event_handler_args)(_on_event)
+    callback = _c_callback(ca.libca, dbr)
     if isinstance(chid, int):
         chid = dbr.chid_t(chid)
     user = ctypes.py_object(handler)
     event_id = ctypes.c_void_p()
     status = ca.libca.ca_create_subscription(
-        ftype, 0, chid, mask, _callback, user, ctypes.byref(event_id)
+        ftype, 0, chid, mask, callback, user, ctypes.byref(event_id)
     )
     if status != ECA_NORMAL:
         raise RuntimeError(f"ca_create_subscription failed: {ca.message(status)}")
-    return (_callback, user, event_id)
+    return (callback, user, event_id)
+
+
+def _c_callback(libca, dbr):
+    """The C callback, made once: subscriptions are made on several libca threads at once,
+    and a callback object that nothing references any more would be freed under libca."""
+    global _callback
+    with _lock:
+        if _callback is None:
+            offsets = (39 * ctypes.c_short).in_dll(libca, "dbr_value_offset")
+            _value_offsets.update({t: offsets[t] for t in DIRECT_TYPES})
+            _callback = ctypes.CFUNCTYPE(None, dbr.event_handler_args)(_on_event)
+        return _callback
