@@ -18,6 +18,7 @@ from bench.harness import (
     growth_mb_per_hour,
 )
 from bench.harness import measure_streams as measure
+from bench.ioc_restarts import ioc_restarts
 from bench.load_ioc import LoadIoc, array_names, counter_names
 from bench.outage import measure_outage
 from bench.pva_load import PvaLoadServer
@@ -312,4 +313,5 @@ SCENARIOS = {
     "soak": soak,
     "outage": outage,
     "failover": failover,
+    "ioc-restarts": lambda bench, builds: ioc_restarts(bench, builds, PREFIX),
 }
