@@ -246,6 +246,16 @@ def wait_flowing(bench: Bench, consumer: ManagedProcess, files: dict[str, Path],
                       seen=lambda: read_json(files["progress"]), interval=0.2)
 
 
+def updated_since(entries: Sequence[dict], since_ms: int) -> int:
+    """Status stream entries CONNECTED with an update sent at or after ``since_ms`` (EPICS
+    time of the update, ``last_update_ms``)."""
+    return sum(
+        1
+        for entry in entries
+        if entry.get("connection") == "CONNECTED" and (entry.get("last_update_ms") or 0) >= since_ms
+    )
+
+
 def wait_group_settled(control: ForwarderControl, streams: Sequence[Stream], members: int,
                        what: str) -> None:
     """Wait until ``members`` members split ``streams`` and every stream has sent a value
@@ -258,10 +268,8 @@ def wait_group_settled(control: ForwarderControl, streams: Sequence[Stream], mem
 
     def fresh() -> int:
         return sum(
-            1
+            updated_since(record.status.streams(), shared_ms)
             for record in control.newest_by_member(since_ms=shared_ms).values()
-            for entry in record.status.streams()
-            if (entry.get("last_update_ms") or 0) >= shared_ms
         )
 
     wait_until(lambda: fresh() >= len(streams), timeout=FLOW_TIMEOUT_S,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import procstats
-from bench.harness import Bench, Row, RunningForwarder, create_data_topic
+from bench.harness import Bench, Row, RunningForwarder, create_data_topic, updated_since
 from bench.load_ioc import LoadIoc, counter_names
 from helpers import kafka_helpers
 from helpers.forwarder_control import ForwarderControl, Stream, now_ms
@@ -27,15 +27,8 @@ RESUME_TIMEOUT_S = 300.0
 
 
 def _resumed(control: ForwarderControl, since_ms: int) -> int:
-    """Streams the newest status shows CONNECTED with an update from ``since_ms`` on."""
     record = control.latest_status()
-    if record is None:
-        return 0
-    return sum(
-        1
-        for entry in record.streams()
-        if entry.get("connection") == "CONNECTED" and (entry.get("last_update_ms") or 0) >= since_ms
-    )
+    return 0 if record is None else updated_since(record.streams(), since_ms)
 
 
 def _wait_resumed(control: ForwarderControl, count: int, since_ms: int, what: str) -> float:

@@ -180,6 +180,26 @@ def wait_counter_steps(name: str, steps: int, *, timeout: float, what: str) -> N
     )
 
 
+def wait_counters_end_stepping_by_one(
+    reader: TopicReader, finals: dict[str, float], *, timeout: float, what: str
+) -> None:
+    """Wait until each counter's newest f144 value is its final one (``finals``: PV -> where
+    it stopped), then require every counter's series to step by exactly +1."""
+    from helpers.pvs import counter_breaks
+
+    def values(name: str) -> list[float]:
+        return [float(m.value) for m in reader.messages("f144", name)]
+
+    reader.wait_for(
+        lambda: all(values(name)[-1:] == [final] for name, final in finals.items()),
+        timeout=timeout,
+        what=what,
+    )
+    for name in finals:
+        breaks = counter_breaks(values(name))
+        assert not breaks, f"{name} did not step by +1: {breaks}"
+
+
 def stop_broker(kafka) -> None:
     """Stop the session's broker for a fault scenario (skips for one the rig does not run).
     The caller restarts it in ``finally``."""

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from helpers.flatbuffers_helpers import describe
-from helpers.pvs import COUNTER_RUN, counter_breaks, counter_suffixes
+from helpers.pvs import COUNTER_RUN, counter_suffixes
 from helpers.rig.api import RigTimeout
 from integration_tests.forwarder_fixtures import (
     Stream,
@@ -17,16 +17,13 @@ from integration_tests.forwarder_fixtures import (
     epics_write,
     stop_broker,
     wait_counter_steps,
+    wait_counters_end_stepping_by_one,
 )
 
 TIMEOUT = 30.0
 OUTAGE_S = 10.0
 OUTAGE_PUTS = 20
 LOAD_COUNTERS = 20
-
-
-def _f144_values(reader, name) -> list[float]:
-    return [float(m.value) for m in reader.messages("f144", name)]
 
 
 
@@ -179,11 +176,6 @@ def test_sigterm_delivers_the_backlog_held_while_the_broker_was_frozen(
     except RigTimeout:
         pytest.fail("forwarder still running 30 s after SIGTERM:\n" + forwarder.log_tail(20))
     assert code == 0, f"exit code {code} after SIGTERM:\n{forwarder.log_tail(20)}"
-    reader.wait_for(
-        lambda: all(_f144_values(reader, n)[-1:] == [finals[n]] for n in counters),
-        timeout=TIMEOUT,
-        what="the final value of every counter",
+    wait_counters_end_stepping_by_one(
+        reader, finals, timeout=TIMEOUT, what="the final value of every counter"
     )
-    for name in counters:
-        values = _f144_values(reader, name)
-        assert not counter_breaks(values), f"{name} did not step by +1: {counter_breaks(values)}"

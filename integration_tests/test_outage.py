@@ -13,7 +13,7 @@ import pytest
 
 from helpers.kafka_helpers import refuse_all_messages
 from helpers.polling import WaitTimeout, wait_until
-from helpers.pvs import counter_suffixes
+from helpers.pvs import counter_breaks, counter_suffixes
 from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write, stop_broker
 
 COUNTERS = 100  # x 10 Hz = 1000 updates/s
@@ -47,8 +47,7 @@ def _values(reader, name: str) -> list[int]:
 
 def _gaps(values: list[int]) -> list[tuple[int, int]]:
     """The runs of values missing from a counter's sequence, as (first, last)."""
-    unique = sorted(set(values))
-    return [(a + 1, b - 1) for a, b in zip(unique, unique[1:], strict=False) if b - a > 1]
+    return [(int(a) + 1, int(b) - 1) for a, b in counter_breaks(sorted(set(values)))]
 
 
 def _stop_counters(ioc, names: list[str]) -> dict[str, int]:
