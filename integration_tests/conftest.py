@@ -129,9 +129,16 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt(f"pytest received signal {signum}")
 
 
+def _backend_choice(config: pytest.Config):
+    """The rig backend of this run, chosen once (it may probe for a Docker engine)."""
+    choice = config.stash.get(_choice_key, None)
+    if choice is None:
+        choice = config.stash[_choice_key] = choose_backend(config.getoption("--backend"))
+    return choice
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    choice = choose_backend(config.getoption("--backend"))
-    config.stash[_choice_key] = choice
+    choice = _backend_choice(config)
     lines = [f"rig backend: {choice.backend} ({choice.reason})"]
     build = config.stash.get(_build_key, None)
     if build is not None:
@@ -145,8 +152,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The longest first: a long test started last would keep one worker busy alone.
     items.sort(key=lambda item: "slow" not in item.keywords)
-    choice = config.stash.get(_choice_key, None) or choose_backend(config.getoption("--backend"))
-    config.stash[_choice_key] = choice
+    choice = _backend_choice(config)
     if choice.backend != "docker":
         needs_docker = pytest.mark.skip(
             reason=f"needs the docker backend; this run's backend is {choice.backend} "
@@ -203,9 +209,7 @@ _kafka_key = pytest.StashKey[object]()
 
 @pytest.fixture(scope="session")
 def rig(pytestconfig: pytest.Config):
-    choice = pytestconfig.stash.get(_choice_key, None) or choose_backend(
-        pytestconfig.getoption("--backend")
-    )
+    choice = _backend_choice(pytestconfig)
     build = pytestconfig.stash.get(_build_key, None)
     if build is None and choice.backend == "local":
         reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
