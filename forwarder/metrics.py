@@ -23,6 +23,7 @@ COUNTERS = (
     "updates_dropped",
     "updates_rejected",
     "callback_errors",
+    "producer_replacements",
 )
 GAUGES = ("pvs_subscribed",)
 SUMMARIES = ("latency_epics_to_produce", "latency_produce_to_delivery")
@@ -36,6 +37,8 @@ _DOCS = {
     " by Kafka, or not delivered before shutdown",
     "updates_rejected": "Updates dropped by the timestamp filter",
     "callback_errors": "Unexpected exceptions caught in EPICS callbacks",
+    "producer_replacements": "Kafka clients replaced because they held messages without"
+    " delivering while a new client reached the broker",
     "pvs_subscribed": "Streams currently configured",
     "latency_epics_to_produce": "Seconds from EPICS timestamp to handing the message to Kafka",
     "latency_produce_to_delivery": "Seconds from handing a message to Kafka to its ack",

@@ -22,6 +22,14 @@ confluent-kafka does the batching and network I/O in librdkafka's threads. Aroun
 * ``message.timeout.ms`` is 0 (never expire) unless configured: data waits for the broker.
   The default budget (``DEFAULT_BUFFER_MB``) holds a 5-minute outage at 10k scalar f144
   updates/s (3M messages of ~100 bytes, ~360 bytes each with overhead).
+* A stall is reported and repaired, not waited out: librdkafka has been seen holding a
+  partition's messages for good after a broker restart (leader -1, never delegated again),
+  with no error. A stream whose messages have sat in librdkafka for ``stall_timeout_s``
+  without one delivery report gets that as its status ``error``. If a new client then
+  reaches the broker, it replaces the old one: the old client's messages are purged and
+  put back at the head of the overflow in their order, so they are sent again (those
+  already in flight may arrive twice), and nothing is lost. A broker that a new client cannot
+  reach either is an outage: the messages wait, as before.
 * Every drop (over budget, a permanent delivery failure such as an unknown topic or a message
   too large, or a message produced after close) is counted per stream (``StreamCounts``), in
   the ``updates_dropped`` metric and in one ERROR summary line at most every
@@ -36,6 +44,8 @@ import functools
 import logging
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -91,6 +101,13 @@ DRAIN_POLL_S = 0.01  # poll interval while the overflow waits for room
 DRAIN_BATCH = 200  # overflow entries moved per hold of the lock (a few hundred µs)
 DROP_LOG_INTERVAL_S = 10.0
 TOPIC_LOG_INTERVAL_S = 10.0
+STALL_TIMEOUT_S = 15.0  # held with no delivery report this long: a stall, unless an outage
+STALL_CHECK_S = 1.0
+PROBE_TIMEOUT_S = 5.0  # a new client's metadata request: does the broker answer?
+PROBE_INTERVAL_S = 5.0
+REPLACE_GRACE_S = 10.0  # the broker answered this long ago and the stall goes on
+RESCUE_TIMEOUT_S = 10.0  # serving the purged messages' reports of a replaced client
+_PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 
 
 def producer_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -111,13 +128,19 @@ class Producer:
         metrics: Metrics | None,
         *,
         confluent_producer: Any | None = None,
+        make_client: Callable[[], Any] | None = None,
         buffer_bytes: int = DEFAULT_BUFFER_MB * 1024 * 1024,
         inflight_bytes: int | None = None,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
         clock=time.monotonic,
     ) -> None:
         self._metrics = metrics  # None: a control producer (status, storage), not data
+        if make_client is None and confluent_producer is None:
+            merged = producer_config(config)
+            make_client = functools.partial(ConfluentProducer, merged)
+        self._make_client = make_client  # a replacement for a stalled client; None: none
         if confluent_producer is None:  # not `or`: a Producer with an empty queue is falsy
-            confluent_producer = ConfluentProducer(producer_config(config))
+            confluent_producer = make_client()
         self._producer = confluent_producer
         self._budget = buffer_bytes
         self._inflight_cap = (
@@ -137,6 +160,19 @@ class Producer:
         self._last_drop_log = float("-inf")
         self._topic_logs: dict[str, RateLimitedLog] = {}
         self._produce_errors = RateLimitedLog(log)
+        # The stall watch: every stream that has sent a message, checked every second.
+        self._watched: weakref.WeakSet[StreamCounts] = weakref.WeakSet()
+        self._stall_timeout = stall_timeout_s
+        self._next_stall_check = clock() + STALL_CHECK_S
+        self._stall_log = RateLimitedLog(log, DROP_LOG_INTERVAL_S, clock)
+        self._probe_log = RateLimitedLog(log, DROP_LOG_INTERVAL_S, clock)
+        self._probing = False
+        self._next_probe = float("-inf")
+        # (a new client that reached the broker, when it did): the replacement in waiting
+        self._candidate: tuple[Any | None, float] = (None, 0.0)
+        self._rescued: list[tuple] | None = None  # a replaced client's purged messages
+        self.replacements = 0
+        self.stall_checks = 0  # passes of the watch, so a test on a fake clock can follow it
         self._closing = False
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
@@ -167,6 +203,7 @@ class Producer:
                 not self._overflow
                 and (inflight + cost <= self._inflight_cap or not inflight)
                 and not self._closing
+                and self._rescued is None
             ):
                 try:
                     if headers is None:
@@ -183,6 +220,7 @@ class Producer:
                             headers=headers,
                         )
                     self._inflight = inflight + cost
+                    counts.held_timestamps.append(timestamp_ms)
                     return
                 except BufferError:
                     pass  # librdkafka's own queue is full: keep it in the overflow
@@ -192,8 +230,11 @@ class Producer:
             self._hold(topic, key, value, timestamp_ms, counts, cost, headers)
 
     def _bind(self, counts: StreamCounts):
-        """The delivery callback of one stream, made once per stream, not per message."""
+        """The delivery callback of one stream, made once per stream, not per message; from
+        then on the stall watch sees the stream."""
         counts.on_delivery = functools.partial(self._on_delivery, counts)
+        counts.progress_at = self._clock()
+        self._watched.add(counts)
         return counts.on_delivery
 
     def _send(self, topic, key, value, timestamp_ms, counts, cost, callback, headers) -> bool:
@@ -213,6 +254,7 @@ class Producer:
             self._refused(topic, counts, e)
             return True
         self._inflight += cost
+        counts.held_timestamps.append(timestamp_ms)
         return True
 
     def _refused(self, topic: str, counts: StreamCounts, error: Exception) -> None:
@@ -269,6 +311,14 @@ class Producer:
             cost = len(msg) + PER_MESSAGE_OVERHEAD + (len(key) if key else 0)
             with self._lock:
                 self._inflight -= cost
+                counts.reported += 1
+                timestamp_ms = counts.held_timestamps.popleft()
+                if err is not None and self._rescued is not None and err.code() in _PURGED:
+                    # Purged from a replaced client: sent again, not dropped.
+                    self._rescued.append(
+                        (msg.topic(), key, msg.value(), timestamp_ms, counts, cost, msg.headers())
+                    )
+                    return
                 if err is None:
                     counts.forwarded += 1
                     counts.error = None
@@ -310,7 +360,8 @@ class Producer:
                 for _ in range(DRAIN_BATCH):
                     if not overflow:
                         return
-                    topic, key, value, timestamp_ms, counts, cost, headers = overflow[0]
+                    entry = overflow[0]
+                    topic, key, value, timestamp_ms, counts, cost, headers = entry
                     if self._inflight and self._inflight + cost > self._inflight_cap:
                         return
                     callback = counts.on_delivery or self._bind(counts)
@@ -320,6 +371,8 @@ class Producer:
                         return
                     overflow.popleft()
                     self._overflow_bytes -= cost
+                    if counts.newest is entry:
+                        counts.newest = None
 
     def _log_drops(self, force: bool = False) -> None:
         """One ERROR line with the count of drops since the last one, at most every interval."""
@@ -341,6 +394,132 @@ class Producer:
             f" and {len(drops) - 5} more streams" if len(drops) > 5 else "",
         )
 
+    # --- the stall watch (poll thread) -------------------------------------------------------
+
+    def _watch_stalls(self) -> None:
+        """Name each stream whose messages sit in librdkafka without a delivery report for
+        ``stall_timeout_s``. While any does, probe the broker with a new client; once that
+        client has reached it and the stall has outlasted ``REPLACE_GRACE_S`` (the old client
+        reconnects within seconds of a broker's return), the new client takes over."""
+        now = self._clock()
+        if now < self._next_stall_check:
+            return
+        self._next_stall_check = now + STALL_CHECK_S
+        self.stall_checks += 1
+        stalled: list[StreamCounts] = []
+        for counts in list(self._watched):
+            reported = counts.reported
+            if reported != counts.progress_mark or not counts.held_timestamps:
+                counts.progress_mark = reported
+                counts.progress_at = now
+            elif now - counts.progress_at >= self._stall_timeout:
+                stalled.append(counts)
+        if not stalled:
+            self._set_candidate(None)
+            return
+        self._report_stall(stalled, now)
+        if self._make_client is None:
+            return
+        candidate, reached_at = self._candidate
+        if candidate is None:
+            if not self._probing and now >= self._next_probe:
+                self._next_probe = now + PROBE_INTERVAL_S
+                self._probing = True
+                threading.Thread(target=self._probe, name="kafka-probe", daemon=True).start()
+            return
+        stuck = [c for c in stalled if c.progress_at <= reached_at]
+        if stuck and now - reached_at >= REPLACE_GRACE_S:
+            self._candidate = (None, 0.0)
+            self._replace_client(candidate, stuck, now)
+
+    def _report_stall(self, stalled: list[StreamCounts], now: float) -> None:
+        """Each stalled stream's status error, and one rate-limited ERROR line for all."""
+        held = 0
+        with self._lock:
+            for counts in stalled:
+                waiting = len(counts.held_timestamps)
+                held += waiting
+                counts.error = (
+                    f"no delivery report for {now - counts.progress_at:.0f} s with "
+                    f"{waiting} messages held by the Kafka client"
+                )
+        self._stall_log.error(
+            "No delivery report for up to %.0f s: %d messages of %d streams held by the "
+            "Kafka client (e.g. %s -> %s)",
+            max(now - counts.progress_at for counts in stalled),
+            held,
+            len(stalled),
+            stalled[0].channel,
+            stalled[0].topic,
+        )
+
+    def _probe(self) -> None:
+        """(probe thread) A new client asks the broker for metadata; if it answers, the
+        client is kept as the candidate replacement."""
+        try:
+            client = self._make_client()
+            client.list_topics(timeout=PROBE_TIMEOUT_S)
+        except Exception as e:  # out of reach: an outage, and the messages wait for it
+            self._probe_log.error(
+                "Kafka client stalled, and a new client cannot reach the broker either: %s", e
+            )
+        else:
+            self._set_candidate(client)
+        finally:
+            self._probing = False
+
+    def _set_candidate(self, client: Any | None) -> None:
+        replaced = [self._candidate[0]]
+        self._candidate = (client, self._clock())
+        _discard(replaced)
+
+    def _replace_client(self, fresh: Any, stuck: list[StreamCounts], now: float) -> None:
+        """The old client's messages are purged and put back at the head of the overflow,
+        in order, and the new client sends them again."""
+        held = sum(len(counts.held_timestamps) for counts in stuck)
+        stalled_s = max(now - counts.progress_at for counts in stuck)
+        with self._lock:
+            old, self._producer = self._producer, fresh
+            self._rescued = []  # new messages go behind the rescued ones
+        old.purge(in_queue=True, in_flight=True, blocking=False)
+        deadline = time.monotonic() + RESCUE_TIMEOUT_S  # librdkafka's threads: real time
+        while len(old) and time.monotonic() < deadline:
+            old.poll(DRAIN_POLL_S)
+        lost = 0
+        with self._lock:
+            # The new client has been given nothing yet: what librdkafka still holds of a
+            # stream is what the old client never reported, lost with it.
+            for counts in list(self._watched):
+                for _ in range(len(counts.held_timestamps)):
+                    counts.held_timestamps.popleft()
+                    self._drop(counts, "lost with a replaced Kafka client")
+                    lost += 1
+            rescued, self._rescued = self._rescued or [], None
+            newest = {id(entry[4]): entry for entry in rescued}
+            for entry in newest.values():
+                if entry[4].newest is None:
+                    entry[4].newest = entry
+            self._overflow.extendleft(reversed(rescued))
+            self._overflow_bytes += sum(entry[5] for entry in rescued)
+            if self._inflight + self._overflow_bytes > self._budget:
+                self._evict()
+        self.replacements += 1
+        if self._metrics is not None:
+            self._metrics.inc("producer_replacements")
+        log.error(
+            "Replaced the Kafka client: %d streams had no delivery report for up to %.0f s "
+            "(%d messages held) while a new client reached the broker; %d messages moved to "
+            "the new client in order, %d lost with the old one",
+            len(stuck),
+            stalled_s,
+            held,
+            len(rescued),
+            lost,
+        )
+        replaced = [old]
+        del old
+        _discard(replaced)
+
     def _poll_loop(self) -> None:
         while not self._closed.is_set():
             try:
@@ -348,6 +527,7 @@ class Producer:
                 if self._overflow:
                     self._drain()
                 self._log_drops()
+                self._watch_stalls()
             except Exception:
                 log.exception("Error polling the Kafka producer")
                 self._closed.wait(POLL_INTERVAL_S)
@@ -397,3 +577,10 @@ class Producer:
                 in_kafka + in_overflow,
             )
         self._log_drops(force=True)
+
+
+def _discard(holder: list) -> None:
+    """Destroy the client in ``holder`` (its only reference) on a thread of its own: a
+    wedged client's destructor may block on librdkafka's threads."""
+    if holder[0] is not None:
+        threading.Thread(target=holder.clear, name="kafka-discard", daemon=True).start()

@@ -28,8 +28,14 @@ def value(n: int) -> bytes:
 
 
 class FakeMessage:
-    def __init__(self, topic: str, value: bytes, key: bytes | None) -> None:
-        self._topic, self._value, self._key = topic, value, key
+    def __init__(self, topic: str, value: bytes, key: bytes | None, timestamp: int = 0) -> None:
+        self._topic, self._value, self._key, self._timestamp = topic, value, key, timestamp
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, self._timestamp  # TIMESTAMP_CREATE_TIME
+
+    def headers(self) -> None:
+        return None
 
     def topic(self) -> str:
         return self._topic
@@ -60,25 +66,50 @@ class FakeConfluent:
         self.drain.set()
         self.lock = threading.Lock()
         self.flushed = False
+        self.reachable = True  # does list_topics (a metadata request) get an answer?
+        self.purged: list[tuple] = []
+        self.on_purge = lambda: None
+        self.unpurgeable = 0  # the oldest messages purge leaves (in flight, never reported)
 
     def produce(self, topic, value, key, timestamp, on_delivery):
         with self.lock:
             if len(self.queue) >= self.capacity:
                 raise BufferError("Local: Queue full")
             self.produced.append((topic, key, value, timestamp))
-            self.queue.append((topic, key, value, on_delivery))
+            self.queue.append((topic, key, value, on_delivery, timestamp))
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.queue) + len(self.purged)
+
+    def list_topics(self, timeout):
+        if not self.reachable:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata"))
+        return object()
+
+    def purge(self, in_queue=True, in_flight=True, blocking=True):
+        with self.lock:
+            kept = self.queue[: self.unpurgeable]
+            self.purged.extend(self.queue[self.unpurgeable :])
+            self.queue = kept
+        self.on_purge()
 
     def poll(self, timeout):
+        with self.lock:
+            purged, self.purged = self.purged, []
+        for topic, key, value, callback, timestamp in purged:
+            err = KafkaError(KafkaError._PURGE_QUEUE)
+            callback(err, FakeMessage(topic, value, key, timestamp))
         if not self.drain.is_set():
             self.drain.wait(timeout)
             return 0
         with self.lock:
             queue, self.queue = self.queue, []
-        for topic, key, value, callback in queue:
+        for topic, key, value, callback, timestamp in queue:
             err = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE) if self.fail_delivery else None
             if err is None:
                 self.delivered.append((topic, key, value))
-            callback(err, FakeMessage(topic, value, key))
+            callback(err, FakeMessage(topic, value, key, timestamp))
         if not queue:
             time.sleep(min(timeout, 0.01))
         return len(queue)
@@ -372,9 +403,12 @@ def test_one_request_in_flight_keeps_order_across_retries_unless_the_caller_sets
     assert "enable.idempotence" not in producer_config({})
     # The caller's own setting, under either name, wins.
     assert "max.in.flight.requests.per.connection" not in producer_config({"max.in.flight": "5"})
-    assert producer_config({"max.in.flight.requests.per.connection": "5"})[
-        "max.in.flight.requests.per.connection"
-    ] == "5"
+    assert (
+        producer_config({"max.in.flight.requests.per.connection": "5"})[
+            "max.in.flight.requests.per.connection"
+        ]
+        == "5"
+    )
 
 
 def test_real_librdkafka_accepts_the_defaults():
@@ -384,3 +418,164 @@ def test_real_librdkafka_accepts_the_defaults():
 
     ConfluentProducer(producer_config({"bootstrap.servers": "127.0.0.1:1"})).flush(0)
 
+
+# --- the stall watch: librdkafka holding messages with no delivery report -------------------
+
+
+def make_replaceable(clients: list[FakeConfluent], now: list[float]):
+    """A producer on ``clients[0]`` whose replacements are the next ones, on a fake clock."""
+    made = iter(clients)
+    metrics = Metrics()
+    producer = Producer({}, metrics, make_client=lambda: next(made), clock=lambda: now[0])
+    return producer, metrics
+
+
+def advance(now: list[float], producer: Producer, seconds: float) -> None:
+    """Move the fake clock a second at a time; after each, wait for the watch to look."""
+    for _ in range(int(seconds)):
+        checks = producer.stall_checks
+        now[0] += 1.0
+        wait_until(
+            lambda checks=checks: producer.stall_checks > checks,
+            timeout=5,
+            what=f"the stall watch's pass at {now[0]:.0f} s on the fake clock",
+        )
+
+
+def test_a_client_holding_messages_while_a_new_one_reaches_the_broker_is_replaced_in_order(
+    caplog,
+):
+    now = [0.0]
+    stuck, fresh = FakeConfluent(), FakeConfluent()
+    stuck.drain.clear()  # holds everything, reports nothing, says nothing
+    producer, metrics = make_replaceable([stuck, fresh], now)
+    a, b = StreamCounts("PV:A", "t"), StreamCounts("PV:B", "t")
+    try:
+        with caplog.at_level(logging.ERROR, logger="forwarder.kafka.producer"):
+            for n in range(100):
+                producer.produce("t", b"PV:A", value(n), n, stream=a)
+                producer.produce("t", b"PV:B", value(n), n, stream=b)
+            advance(now, producer, 16)
+            wait_until(
+                lambda: a.error is not None and b.error is not None,
+                timeout=5,
+                what="both streams' status error naming the stall",
+            )
+            assert (
+                a.error == "no delivery report for 16 s with 100 messages held by the Kafka client"
+            )
+            assert "200 messages of 2 streams held" in caplog.text
+            assert producer.replacements == 0  # the broker answered only just now: grace
+
+            def produce_more():  # during the swap: behind the moved ones all the same
+                for n in range(100, 150):
+                    producer.produce("t", b"PV:A", value(n), n, stream=a)
+
+            stuck.on_purge = produce_more
+            advance(now, producer, 11)
+            wait_until(lambda: producer.replacements == 1, timeout=5, what="the replacement")
+            wait_until(
+                lambda: a.forwarded == 150 and b.forwarded == 100,
+                timeout=5,
+                what="every message delivered by the new client",
+            )
+        assert delivered_values(fresh, b"PV:A") == list(range(150))
+        assert delivered_values(fresh, b"PV:B") == list(range(100))
+        assert [ts for _, k, _, ts in fresh.produced if k == b"PV:B"] == list(range(100))
+        assert stuck.delivered == []
+        assert (a.dropped, b.dropped, a.error, b.error) == (0, 0, None, None)
+        snapshot = metrics.snapshot()
+        assert snapshot["producer_replacements"] == 1
+        assert snapshot["updates_dropped"] == 0
+        assert "200 messages moved to the new client in order, 0 lost" in caplog.text
+    finally:
+        producer.close(1)
+
+
+def test_a_broker_no_new_client_reaches_is_an_outage_the_messages_wait_for(caplog):
+    now = [0.0]
+    stuck = FakeConfluent()
+    stuck.drain.clear()
+    probes = [FakeConfluent() for _ in range(20)]
+    for probe in probes:
+        probe.reachable = False
+    producer, metrics = make_replaceable([stuck, *probes], now)
+    a = StreamCounts("PV:A", "t")
+    try:
+        with caplog.at_level(logging.ERROR, logger="forwarder.kafka.producer"):
+            for n in range(10):
+                producer.produce("t", b"PV:A", value(n), n, stream=a)
+            advance(now, producer, 40)
+            wait_until(
+                lambda: "a new client cannot reach the broker either" in caplog.text,
+                timeout=5,
+                what="the failed probe in the log",
+            )
+        assert a.error is not None and a.error.startswith("no delivery report for")
+        assert producer.replacements == 0
+        stuck.drain.set()  # the broker is back, the old client delivers
+        wait_until(lambda: a.forwarded == 10, timeout=5, what="the held messages delivered")
+        assert delivered_values(stuck, b"PV:A") == list(range(10))
+        assert a.error is None and metrics.snapshot()["updates_dropped"] == 0
+    finally:
+        producer.close(1)
+
+
+def test_a_client_that_resumes_within_the_grace_is_kept():
+    now = [0.0]
+    slow, fresh = FakeConfluent(), FakeConfluent()
+    slow.drain.clear()
+    producer, _ = make_replaceable([slow, fresh], now)
+    a = StreamCounts("PV:A", "t")
+    try:
+        for n in range(10):
+            producer.produce("t", b"PV:A", value(n), n, stream=a)
+        advance(now, producer, 16)
+        wait_until(lambda: a.error is not None, timeout=5, what="the stall in status")
+        slow.drain.set()  # reconnects a few seconds after the broker's return
+        wait_until(lambda: a.forwarded == 10, timeout=5, what="the old client delivering")
+        advance(now, producer, 15)
+        assert producer.replacements == 0
+        assert fresh.produced == [] and a.error is None
+    finally:
+        producer.close(1)
+
+
+def test_streams_that_deliver_are_not_stalled_however_long_they_run():
+    now = [0.0]
+    producer, _ = make_replaceable([FakeConfluent(), FakeConfluent()], now)
+    a = StreamCounts("PV:A", "t")
+    try:
+        for n in range(30):
+            producer.produce("t", b"PV:A", value(n), n, stream=a)
+            advance(now, producer, 1)
+        wait_until(lambda: a.forwarded == 30, timeout=5, what="every message delivered")
+        assert a.error is None and producer.replacements == 0
+    finally:
+        producer.close(1)
+
+
+def test_messages_the_old_client_never_gives_back_are_counted_as_dropped_per_stream(
+    caplog, monkeypatch
+):
+    monkeypatch.setattr("forwarder.kafka.producer.RESCUE_TIMEOUT_S", 0.5)
+    now = [0.0]
+    stuck, fresh = FakeConfluent(), FakeConfluent()
+    stuck.drain.clear()
+    stuck.unpurgeable = 3
+    producer, metrics = make_replaceable([stuck, fresh], now)
+    a = StreamCounts("PV:A", "t")
+    try:
+        with caplog.at_level(logging.ERROR, logger="forwarder.kafka.producer"):
+            for n in range(100):
+                producer.produce("t", b"PV:A", value(n), n, stream=a)
+            advance(now, producer, 27)
+            wait_until(lambda: a.forwarded == 97, timeout=5, what="the rest delivered")
+        assert delivered_values(fresh, b"PV:A") == list(range(3, 100))
+        assert a.dropped == 3 and metrics.snapshot()["updates_dropped"] == 3
+        assert "97 messages moved to the new client in order, 3 lost with the old one" in (
+            caplog.text
+        )
+        assert "lost with a replaced Kafka client: 3" in caplog.text
+    finally:
+        producer.close(1)
