@@ -20,7 +20,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench import procstats
+from bench import procstats, profile
 from bench.counter_snapshot import Snapshot, offered_rate, open_counters
 from bench.delivery import account
 from bench.memory_guard import DEFAULT_CAP_MB, RssGuard
@@ -62,6 +62,7 @@ class Bench:
     memory_cap_mb: float = DEFAULT_CAP_MB
     kafka: object = None  # the LocalKafka, for scenarios that stop and start it
     outage_s: float | None = None  # broker down time of the outage scenario (None: default)
+    profile: bool = False  # py-spy each measured window (bench.profile)
     _numbers: int = 0
 
     def path(self, stem: str) -> Path:
@@ -342,6 +343,7 @@ def measure_streams(
     files = consumer_files(bench.path(f"{scenario}-{build_label}"))
     consumer = start_consumer(bench, topic, mode, len(streams), files)
     snaps: list[Snapshot | None] = [None, None]
+    shares = None
     try:
         with RunningForwarder(bench, build, extra_args) as fwd:
             guard = RssGuard(fwd.pid, bench.memory_cap_mb, bench.say, what)
@@ -357,6 +359,8 @@ def measure_streams(
             bench.say(f"{what}: {flowing['pvs']} PVs flowing; measuring {duration:.0f} s")
             _sleep_until(t0)
             snaps[0] = read_counters(reader, what, bench.say)
+            spy_out = files["received"].with_name(files["received"].name + ".pyspy.txt")
+            spy = profile.start(fwd.pid, duration, spy_out) if bench.profile else None
             cpu0 = procstats.cpu_seconds(fwd.pid)
             threads0 = procstats.thread_cpu(fwd.pid)
             rss = [(time.time(), guard.check())]
@@ -370,6 +374,7 @@ def measure_streams(
                               f"{duration:.0f} s, RSS {rss[-1][1] / 1e6:.1f} MB")
             cpu1 = procstats.cpu_seconds(fwd.pid) if not guard.stopped else None
             threads = procstats.cpu_split(threads0, procstats.thread_cpu(fwd.pid))
+            shares = profile.finish(spy, spy_out, 30) if spy is not None else None
             _sleep_until(t1)  # a stopped forwarder's window still ends at t1
             snaps[1] = read_counters(reader, what, bench.say)
             if reader is not None:
@@ -390,6 +395,9 @@ def measure_streams(
         row.zero_loss = False
     row.extra["cpu_by_thread"] = threads
     row.extra["rss_peak_mb"] = guard.peak / 1e6
+    if shares is not None:
+        row.extra["profile"] = shares
+        row.note = f"{row.note}; profile: {profile.describe(shares)}".strip("; ")
     if threads:
         row.note = f"{row.note}; threads: {threads}".strip("; ")
     return row

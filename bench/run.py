@@ -47,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--memory-cap-mb", type=float, default=DEFAULT_CAP_MB,
                         help=f"stop a forwarder whose RSS goes over this (default "
                         f"{DEFAULT_CAP_MB:.0f})")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy each measured window; the row gets the CPU split by "
+                        "pipeline stage (needs root or ptrace rights)")
     parser.add_argument("--outage-seconds", type=float, default=None,
                         help="broker down time in the outage scenario (default 60, quick 20)")
     return parser.parse_args(argv)
@@ -86,7 +89,7 @@ def main(argv=None) -> int:
         say(f"Kafka up on {kafka.bootstrap}")
         bench = Bench(kafka.bootstrap, allocate_epics_network(), workdir, say, quick=args.quick,
                       memory_cap_mb=args.memory_cap_mb, kafka=kafka,
-                      outage_s=args.outage_seconds)
+                      outage_s=args.outage_seconds, profile=args.profile)
         for name in args.scenarios:
             say(f"scenario {name}")
             try:

@@ -79,15 +79,16 @@ class Metrics:
             if name in self._gauges or not self._kind_clash(name, "gauge"):
                 self._gauges[name] = value
 
-    def observe(self, name: str, seconds: float) -> None:
-        """Add one observation to a summary; a name not seen before becomes a new summary."""
+    def observe(self, name: str, seconds: float, count: int = 1) -> None:
+        """Add observations to a summary: one of ``seconds``, or ``count`` of them summing to
+        ``seconds``. A name not seen before becomes a new summary."""
         with self._lock:
             summary = self._summaries.get(name)
             if summary is None:
                 if self._kind_clash(name, "summary"):
                     return
                 summary = self._summaries[name] = _Summary()
-            summary.count += 1
+            summary.count += count
             summary.total += seconds
 
     def _kind_clash(self, name: str, kind: str) -> bool:

@@ -143,3 +143,10 @@ def test_the_default_graphite_prefix_is_the_ess_one(monkeypatch):
 
     monkeypatch.setattr(socket, "gethostname", lambda: "Host.Example.org")
     assert ess_graphite_prefix("My Fwd") == "forwarder.host_example_org.myfwd"
+
+
+def test_a_summary_takes_many_observations_at_once():
+    metrics = Metrics()
+    metrics.observe("latency_produce_to_delivery", 0.5)
+    metrics.observe("latency_produce_to_delivery", 1.5, count=3)
+    assert metrics.snapshot()["latency_produce_to_delivery"] == {"count": 4, "sum": 2.0}

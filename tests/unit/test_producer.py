@@ -152,9 +152,9 @@ def test_produce_passes_topic_key_value_timestamp_and_counts_delivery_per_stream
         producer.produce("topic", b"PV:1", b"payload", 1234, stream=stream)
         assert fake.produced == [("topic", b"PV:1", b"payload", 1234)]
         wait_until(
-            lambda: stream.forwarded == 1,
+            lambda: stream.forwarded == 1 and metrics.snapshot()["successful_sends"] == 1,
             timeout=5,
-            what="the poll thread to credit the stream with the delivery",
+            what="the poll thread to credit the stream and the metrics with the delivery",
         )
         snapshot = metrics.snapshot()
         assert snapshot["successful_sends"] == 1
@@ -577,5 +577,23 @@ def test_messages_the_old_client_never_gives_back_are_counted_as_dropped_per_str
             caplog.text
         )
         assert "lost with a replaced Kafka client: 3" in caplog.text
+    finally:
+        producer.close(1)
+
+
+def test_deliveries_reach_the_metrics_as_tallies_without_losing_any():
+    producer, fake, metrics = make()
+    stream = StreamCounts("PV:1", "t")
+    try:
+        for n in range(5000):
+            producer.produce("t", b"PV:1", value(n), n, stream=stream)
+        wait_until(
+            lambda: metrics.snapshot()["successful_sends"] == 5000,
+            timeout=10,
+            what="5000 deliveries in the metrics",
+        )
+        latency = metrics.snapshot()["latency_produce_to_delivery"]
+        assert latency == {"count": 5000, "sum": 5000 * 0.25}
+        assert stream.forwarded == 5000
     finally:
         producer.close(1)
