@@ -41,7 +41,7 @@ from bench.harness import (
 )
 from bench.memory_guard import RssGuard
 from helpers import kafka_helpers
-from helpers.forwarder_control import Stream, status_streams
+from helpers.forwarder_control import Stream, split_exactly, status_streams
 from helpers.polling import WaitTimeout, wait_until
 from helpers.rig.processes import ManagedProcess
 
@@ -155,10 +155,7 @@ def _wait_shared(members: Sequence[RunningForwarder], expected: set, what: str) 
 
     def shared():
         shares = listed()
-        union = set().union(*shares)
-        if union == expected and all(shares) and sum(map(len, shares)) == len(expected):
-            return [len(s) for s in shares]
-        return None
+        return [len(s) for s in shares] if split_exactly(shares, expected) else None
 
     return wait_until(
         shared,

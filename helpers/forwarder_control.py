@@ -59,6 +59,16 @@ def fc00(update_type: int, streams: Iterable[Stream] = ()) -> bytes:
     return serialise_fc00(update_type, [s.info() for s in streams])
 
 
+def split_exactly(shares: Iterable[Iterable], expected: set, *, every_member_busy=True) -> bool:
+    """True if group members' stream lists (one per member) together are ``expected`` with
+    no stream listed twice (and, unless told otherwise, every member listing some)."""
+    shares = [list(share) for share in shares]
+    listed = [key for share in shares for key in share]
+    if every_member_busy and not all(shares):
+        return False
+    return set(listed) == expected and len(listed) == len(expected)
+
+
 def status_streams(status: X5f2) -> set[tuple[str, str, str, str]]:
     """The (channel, protocol, topic, schema) set a status message lists."""
     out = set()
@@ -275,10 +285,8 @@ class ForwarderControl:
 
         def shared():
             busy = {m: r for m, r in self.newest_by_member(since_ms).items() if r.streams}
-            listed = [key for record in busy.values() for key in record.streams]
-            if len(busy) == members and set(listed) == expected and len(listed) == len(expected):
-                return busy
-            return None
+            shares = [record.streams for record in busy.values()]
+            return busy if len(busy) == members and split_exactly(shares, expected) else None
 
         def seen():
             newest = self.newest_by_member(since_ms)

@@ -34,7 +34,7 @@ from helpers.rig.docker.compose import (
 from helpers.rig.forwarder_args import kafka_uri
 from helpers.rig.paths import LOG_DIR, run_id
 from integration_tests.forwarder_fixtures import epics_write
-from integration_tests.test_groups import (
+from integration_tests.group_fixtures import (
     FAILOVER_ALLOWED_S,
     Traffic,
     counter_streams,

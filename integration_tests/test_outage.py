@@ -11,10 +11,17 @@ import time
 
 import pytest
 
-from helpers.kafka_helpers import refuse_all_messages
+from helpers.forwarder_control import now_ms
+from helpers.kafka_helpers import TopicReader, create_topics, refuse_all_messages
 from helpers.polling import WaitTimeout, wait_until
 from helpers.pvs import counter_breaks, counter_suffixes
-from integration_tests.forwarder_fixtures import Stream, epics_read, epics_write, stop_broker
+from integration_tests.forwarder_fixtures import (
+    Stream,
+    epics_read,
+    epics_write,
+    stop_broker,
+    wait_counters_end_stepping_by_one,
+)
 
 COUNTERS = 100  # x 10 Hz = 1000 updates/s
 TIMEOUT = 60.0
@@ -270,3 +277,75 @@ def test_a_stream_whose_topic_the_broker_refuses_is_named_in_the_log_and_flagged
     )
     assert bad.channel in line, line
     print(f"\nrefused topic flagged in status after {flagged_after:.1f} s: {line}")
+
+
+FROZEN_COUNTERS = 10
+HELD_ERROR = "no delivery report for"  # a stream's status error while the client holds it
+
+
+@pytest.mark.extension
+@pytest.mark.slow
+def test_a_frozen_data_broker_shows_as_each_streams_held_messages_and_nothing_is_sent_twice(
+    ioc, output_kafka, forwarder_factory, control_factory, topics
+):
+    """Data held by the Kafka client with no delivery report is named in status, stream by
+    stream, while commands and status still flow (their broker is not frozen). A broker
+    that a new client cannot reach either is an outage, not a stalled client: the client is
+    kept, so after the thaw every value arrives once and in order."""
+    forwarder = forwarder_factory(output_kafka=output_kafka)
+    control = control_factory(forwarder)
+    names = [ioc.pv(suffix) for suffix in counter_suffixes(FROZEN_COUNTERS)]
+    topic = topics.new("frozen")
+    create_topics(output_kafka.bootstrap, [topic])
+    reader = TopicReader(output_kafka.bootstrap, topic)
+    control.add_and_wait([Stream(name, "f144", topic) for name in names], timeout=TIMEOUT)
+    epics_write(ioc.pv("CNT:RUN"), 1)
+    frozen = False
+    try:
+        for name in names:
+            reader.wait_for_count(3, schema="f144", source=name, timeout=TIMEOUT)
+        output_kafka.pause()
+        frozen = True
+
+        def held(record) -> bool:
+            states = _stream_states(record)
+            return all(
+                (states.get(name, {}).get("error") or "").startswith(HELD_ERROR)
+                for name in names
+            )
+
+        record = control.wait_for_status(
+            held, timeout=TIMEOUT, what=f"every stream's status error saying '{HELD_ERROR} …'"
+        )
+        wait_until(
+            lambda: "a new client cannot reach the broker either" in forwarder.log_tail(400),
+            timeout=TIMEOUT,
+            what="the log saying that a new client could not reach the frozen broker",
+        )
+        output_kafka.resume()
+        frozen = False
+        thawed_ms = now_ms()
+    finally:
+        if frozen:
+            output_kafka.resume()
+        finals = _stop_counters(ioc, names)
+    try:
+        wait_counters_end_stepping_by_one(
+            reader, finals, timeout=TIMEOUT, what="every counter's final value, once, in order"
+        )
+    finally:
+        reader.close()
+    example = _stream_states(record)[names[0]]["error"]
+    def cleared_all(record) -> bool:
+        states = _stream_states(record)
+        return all(n in states and states[n]["error"] is None for n in names)
+
+    cleared = control.wait_for_status(
+        cleared_all,
+        since_ms=thawed_ms,
+        timeout=TIMEOUT,
+        what="every stream's status error cleared by its next delivery",
+    )
+    assert all(_stream_states(cleared)[n]["dropped"] == 0 for n in names)
+    assert "Replaced the Kafka client" not in forwarder.log_tail(2000)
+    print(f"\nwhile frozen, status said e.g.: {example!r}")

@@ -45,3 +45,14 @@ def test_handover_counts_moved_pvs_their_longest_silence_and_what_they_lost():
     assert got.lost_elsewhere == 2
     assert got.repeats == 1
     assert got.not_back == 1
+
+
+def test_members_split_the_streams_exactly_when_none_is_listed_twice_or_missing():
+    from helpers.forwarder_control import split_exactly
+
+    expected = {"a", "b", "c"}
+    assert split_exactly([{"a"}, {"b", "c"}], expected)
+    assert not split_exactly([{"a", "b"}, {"b", "c"}], expected)  # b twice
+    assert not split_exactly([{"a"}, {"b"}], expected)  # c missing
+    assert not split_exactly([{"a", "b", "c"}, set()], expected)  # a member idle
+    assert split_exactly([{"a", "b", "c"}, set()], expected, every_member_busy=False)

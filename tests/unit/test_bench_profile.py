@@ -38,3 +38,8 @@ def test_the_split_is_percent_of_samples_largest_first():
     ]
     assert split(lines) == {"stream logic": 60.0, "serialisers": 30.0, OTHER: 10.0}
     assert split([]) == {}
+
+
+def test_library_frames_count_as_their_library():
+    assert stage_of(["pva-worker", "pop (p4p/client/raw.py:101)"]).startswith("p4p")
+    assert stage_of(["t", "__call__ (epics/ca.py:120)"]) == "pyepics"
