@@ -7,7 +7,8 @@ the lead's ``forwarder_factory`` with an ini file from config-files/.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -198,6 +199,16 @@ def wait_counters_end_stepping_by_one(
     for name in finals:
         breaks = counter_breaks(values(name))
         assert not breaks, f"{name} did not step by +1: {breaks}"
+
+
+@contextlib.contextmanager
+def frozen(broker) -> Iterator[None]:
+    """``broker`` frozen (``pause``) for the block, and thawed however the block ends."""
+    broker.pause()
+    try:
+        yield
+    finally:
+        broker.resume()
 
 
 def stop_broker(kafka) -> None:

@@ -20,6 +20,7 @@ from integration_tests.forwarder_fixtures import (
     Stream,
     epics_read,
     epics_write,
+    frozen,
     wait_counter_steps,
     wait_counters_end_stepping_by_one,
 )
@@ -425,22 +426,19 @@ def test_removing_one_stream_under_load_loses_no_update_of_the_others(
     control.add_and_wait([*kept, gone], timeout=TIMEOUT)
     # The counters have never processed (no valid timestamp) until they run.
     epics_write(ioc.pv(COUNTER_RUN), 1)
-    paused = False
     try:
         for name in counters:
             reader.wait_for_count(4, schema="f144", source=name, timeout=TIMEOUT)
-        output_kafka.pause()
-        paused = True
-        wait_counter_steps(
-            counters[0],
-            BACKLOG_UPDATES,
-            timeout=TIMEOUT,
-            what=f"{BACKLOG_UPDATES} updates of each counter queued while the data broker is frozen",
-        )
-        since = control.remove(channel=gone.channel)
-        control.wait_for_streams(kept, timeout=TIMEOUT, since_ms=int(since * 1000))
-        output_kafka.resume()
-        paused = False
+        with frozen(output_kafka):
+            wait_counter_steps(
+                counters[0],
+                BACKLOG_UPDATES,
+                timeout=TIMEOUT,
+                what=f"{BACKLOG_UPDATES} updates of each counter queued while the data broker "
+                "is frozen",
+            )
+            since = control.remove(channel=gone.channel)
+            control.wait_for_streams(kept, timeout=TIMEOUT, since_ms=int(since * 1000))
         mark = reader.mark()
         for name in counters:
             reader.wait_for_count(
@@ -452,8 +450,6 @@ def test_removing_one_stream_under_load_loses_no_update_of_the_others(
                 what=f"5 updates of {name} after the REMOVE",
             )
     finally:
-        if paused:
-            output_kafka.resume()
         finals = _counter_finals(ioc, counters)
     try:
         wait_counters_end_stepping_by_one(

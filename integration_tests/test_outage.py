@@ -19,6 +19,7 @@ from integration_tests.forwarder_fixtures import (
     Stream,
     epics_read,
     epics_write,
+    frozen,
     stop_broker,
     wait_counters_end_stepping_by_one,
 )
@@ -300,34 +301,30 @@ def test_a_frozen_data_broker_shows_as_each_streams_held_messages_and_nothing_is
     reader = TopicReader(output_kafka.bootstrap, topic)
     control.add_and_wait([Stream(name, "f144", topic) for name in names], timeout=TIMEOUT)
     epics_write(ioc.pv("CNT:RUN"), 1)
-    frozen = False
     try:
         for name in names:
             reader.wait_for_count(3, schema="f144", source=name, timeout=TIMEOUT)
-        output_kafka.pause()
-        frozen = True
+        with frozen(output_kafka):
 
-        def held(record) -> bool:
-            states = _stream_states(record)
-            return all(
-                (states.get(name, {}).get("error") or "").startswith(HELD_ERROR)
-                for name in names
+            def held(record) -> bool:
+                states = _stream_states(record)
+                return all(
+                    (states.get(name, {}).get("error") or "").startswith(HELD_ERROR)
+                    for name in names
+                )
+
+            record = control.wait_for_status(
+                held,
+                timeout=TIMEOUT,
+                what=f"every stream's status error saying '{HELD_ERROR} …'",
             )
-
-        record = control.wait_for_status(
-            held, timeout=TIMEOUT, what=f"every stream's status error saying '{HELD_ERROR} …'"
-        )
-        wait_until(
-            lambda: "a new client cannot reach the broker either" in forwarder.log_tail(400),
-            timeout=TIMEOUT,
-            what="the log saying that a new client could not reach the frozen broker",
-        )
-        output_kafka.resume()
-        frozen = False
+            wait_until(
+                lambda: "a new client cannot reach the broker either" in forwarder.log_tail(400),
+                timeout=TIMEOUT,
+                what="the log saying that a new client could not reach the frozen broker",
+            )
         thawed_ms = now_ms()
     finally:
-        if frozen:
-            output_kafka.resume()
         finals = _stop_counters(ioc, names)
     try:
         wait_counters_end_stepping_by_one(
