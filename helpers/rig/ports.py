@@ -2,15 +2,31 @@
 
 EPICS uses each of its ports for both TCP and UDP (CA server and search, PVA server and
 broadcast), so an EPICS port must be free for both protocols at once.
+
+The ports the rig's servers listen on (brokers, IOCs) come from below the kernel's
+ephemeral range, where it never hands one to an outgoing connection: a port picked there
+(by binding port 0) was free when picked, but a forwarder's or client's connection could
+take it before the server bound it, and a CA server then cannot start ("CAS: No TCP server
+started", seen once in CI). Each such port is also reserved machine-wide for the life of the
+process that picked it (a lock file), so parallel workers never pick the same one.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
+import random
 import socket
+from pathlib import Path
 
 from helpers.rig.api import EpicsNetwork
 
 HOST = "127.0.0.1"
+RESERVED_LOW = 20000  # the rig's server ports: from here up to the ephemeral range
+RESERVATIONS = Path("/tmp/forwarder-rig-ports")
+_held: list[int] = []  # lock file descriptors of this process's reservations
+_reserved_here: set[int] = set()
 
 
 def free_tcp_port(host: str = HOST) -> int:
@@ -21,30 +37,65 @@ def free_tcp_port(host: str = HOST) -> int:
 
 
 def free_tcp_ports(count: int, host: str = HOST) -> list[int]:
-    """``count`` distinct TCP ports that are free on ``host`` right now (picked by the kernel,
-    all held open together so that none is given twice)."""
-    sockets = []
+    """``count`` distinct ports for a server of the rig (a broker's listeners), reserved and
+    free on ``host`` right now (see the module doc)."""
+    ports: set[int] = set()
+    chosen = []
+    for _ in range(count):
+        port = free_tcp_udp_port(host, exclude=ports)
+        ports.add(port)
+        chosen.append(port)
+    return chosen
+
+
+def _ephemeral_low() -> int:
     try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _reserve(port: int) -> bool:
+    """Take this machine's reservation of ``port`` for the life of this process."""
+    RESERVATIONS.mkdir(parents=True, exist_ok=True)
+    fd = os.open(RESERVATIONS / f"{port}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    _held.append(fd)
+    return True
+
+
+def _free_now(host: str, port: int) -> bool:
+    """Nobody listens on ``port`` for TCP or UDP right now."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+    return True
 
 
 def _free_for_tcp_and_udp(host: str) -> int | None:
-    """A port the kernel gives for TCP that is also free for UDP, or None to try again."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        tcp.bind((host, 0))
-        port = tcp.getsockname()[1]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind((host, port))
-            except OSError:
-                return None
+    """A reserved port below the ephemeral range, free for TCP and UDP; or, where the range
+    leaves no room below it, one the kernel gives. None: try again."""
+    high = _ephemeral_low()
+    if high - RESERVED_LOW < 1000:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = tcp.getsockname()[1]
+        return port if _free_now(host, port) else None
+    port = random.randrange(RESERVED_LOW, high)
+    if port in _reserved_here or not _reserve(port):
+        return None
+    _reserved_here.add(port)
+    if not _free_now(host, port):
+        return None  # in use by something else: keep the reservation, never pick it again
     return port
 
 
