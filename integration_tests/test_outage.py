@@ -286,6 +286,7 @@ HELD_ERROR = "no delivery report for"  # a stream's status error while the clien
 
 @pytest.mark.extension
 @pytest.mark.slow
+@pytest.mark.xdist_group("machine_load")
 def test_a_frozen_data_broker_shows_as_each_streams_held_messages_and_nothing_is_sent_twice(
     ioc, output_kafka, forwarder_factory, control_factory, topics
 ):
