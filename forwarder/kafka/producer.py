@@ -26,9 +26,9 @@ confluent-kafka does the batching and network I/O in librdkafka's threads. Aroun
   partition's messages for good after a broker restart (leader -1, never delegated again),
   with no error. A stream whose messages have sat in librdkafka for ``stall_timeout_s``
   without one delivery report gets that as its status ``error``. If a new client then
-  reaches the broker, it replaces the old one: the old client's messages are purged and
-  put back at the head of the overflow in their order, so they are sent again (those
-  already in flight may arrive twice), and nothing is lost. A broker that a new client cannot
+  reaches the broker, it replaces the old one: the old client's queued messages are purged
+  and put back at the head of the overflow in their order, to be sent again, after those
+  in flight have finished on the old client; nothing is lost or sent twice. A broker that a new client cannot
   reach either is an outage: the messages wait, as before.
 * Every drop (over budget, a permanent delivery failure such as an unknown topic or a message
   too large, or a message produced after close) is counted per stream (``StreamCounts``), in
@@ -104,8 +104,11 @@ TOPIC_LOG_INTERVAL_S = 10.0
 STALL_TIMEOUT_S = 15.0  # held with no delivery report this long: a stall, unless an outage
 STALL_CHECK_S = 1.0
 PROBE_TIMEOUT_S = 5.0  # a new client's metadata request: does the broker answer?
-PROBE_INTERVAL_S = 5.0
-REPLACE_GRACE_S = 10.0  # the broker answered this long ago and the stall goes on
+PROBE_INTERVAL_S = 1.0  # one probe at a time, so at most one new client
+# The broker answered a new client this long ago and the stall goes on: a client that is
+# not wedged reconnects and delivers within about a second. Taking over from one that would
+# have is harmless: only its queued messages move, its requests in flight finish first.
+REPLACE_GRACE_S = 3.0
 RESCUE_TIMEOUT_S = 10.0  # serving the purged messages' reports of a replaced client
 _PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 
@@ -486,7 +489,9 @@ class Producer:
         with self._lock:
             old, self._producer = self._producer, fresh
             self._rescued = []  # new messages go behind the rescued ones
-        old.purge(in_queue=True, in_flight=True, blocking=False)
+        # Queued messages only: those in flight are left to finish (or fail) on the old
+        # client while we wait, so none is sent twice and the new client sends after them.
+        old.purge(in_queue=True, in_flight=False, blocking=False)
         deadline = time.monotonic() + RESCUE_TIMEOUT_S  # librdkafka's threads: real time
         while len(old) and time.monotonic() < deadline:
             old.poll(DRAIN_POLL_S)
