@@ -124,7 +124,7 @@ def build_parts(settings: Settings, on_fatal: Callable[[str], None]) -> Parts:
             reader = KafkaTopicReader(
                 settings.storage_kafka, settings.storage_topic, on_fatal=on_fatal
             )
-    factories = make_source_factories(settings.fake_pv_period_ms, metrics)
+    factories = make_source_factories(settings.fake_pv_period_ms, metrics, settings.pva_queue_size)
     manager = StreamManager(
         output,
         factories,

@@ -16,6 +16,7 @@ import forwarder
 from forwarder.kafka.buffer_budget import DEFAULT_BUFFER_MB
 from forwarder.settings import (
     CARBON_DEFAULT_PORT,
+    PVA_QUEUE_SIZE,
     Settings,
     SettingsError,
     validated_settings,
@@ -96,6 +97,13 @@ def build_parser() -> configargparse.ArgParser:
         default=DEFAULT_BUFFER_MB,
         help="memory (MB) for data waiting for Kafka; beyond it the oldest updates are dropped"
         " (counted, logged), keeping each stream's newest",
+    )
+    add(
+        "--pva-queue-size",
+        type=int,
+        default=PVA_QUEUE_SIZE,
+        help="updates of one PVA monitor that may wait unread, in this client and in the server, "
+        "before PVXS squashes them into one (not counted: PVXS does not report it)",
     )
     return parser
 

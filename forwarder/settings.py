@@ -20,6 +20,10 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
 _BARE_HOST = re.compile(r"^([A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\])$")
 # The carbon plaintext port, graphyte's default: an ESS ini names the carbon host only.
 CARBON_DEFAULT_PORT = 2003
+# PVXS squashes a PVA monitor's updates into one, telling p4p nothing, once this many wait
+# unread: in our client while its workers are behind, or in the server while the socket is
+# backed up. PVXS's default, 4, is 0.4 s of a 10 Hz PV; 64 rides out a stall of seconds.
+PVA_QUEUE_SIZE = 64
 
 
 class SettingsError(ValueError):
@@ -60,6 +64,7 @@ class Settings:
     group: str | None = None  # forwarder group name (--group); None: forward everything
     workers: int = 1  # member processes started under one supervisor (--workers)
     producer_buffer_mb: int = DEFAULT_BUFFER_MB
+    pva_queue_size: int = PVA_QUEUE_SIZE
 
 
 def _uri(role: str, text: str, need_topic: bool) -> KafkaUri:
@@ -101,6 +106,8 @@ def validated_settings(args) -> Settings:
     _positive("fake-pv-period", args.fake_pv_period)
     _positive("statistics-update-interval", args.statistics_update_interval)
     _positive("producer-buffer-mb", args.producer_buffer_mb)
+    if args.pva_queue_size < 2:
+        raise SettingsError(f"--pva-queue-size must be at least 2, got {args.pva_queue_size}")
     if args.prometheus_port is not None and not 0 < args.prometheus_port < 65536:
         raise SettingsError(f"--prometheus-port out of range: {args.prometheus_port}")
     carbon = carbon_address(args.grafana_carbon_address) if args.grafana_carbon_address else None
@@ -130,6 +137,7 @@ def validated_settings(args) -> Settings:
         group=args.group,
         workers=args.workers,
         producer_buffer_mb=args.producer_buffer_mb,
+        pva_queue_size=args.pva_queue_size,
     )
 
 

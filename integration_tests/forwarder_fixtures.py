@@ -181,6 +181,15 @@ def wait_counter_steps(name: str, steps: int, *, timeout: float, what: str) -> N
     )
 
 
+def stop_counters(ioc, names: list[str]) -> dict[str, int]:
+    """Stop the IOC's counters (``CNT:RUN`` 0); where each of ``names`` stopped, read over
+    CA right after."""
+    from helpers.pvs import COUNTER_RUN
+
+    epics_write(ioc.pv(COUNTER_RUN), 0)
+    return {n: int(round(float(epics_read("CA", ioc.network, n)["value"]))) for n in names}
+
+
 def wait_counters_end_stepping_by_one(
     reader: TopicReader, finals: dict[str, float], *, timeout: float, what: str
 ) -> None:

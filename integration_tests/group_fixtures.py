@@ -174,13 +174,16 @@ def wait_all_forward(traffic: Traffic, streams: list[Stream], since_ms: int, cou
 
 
 def not_plus_one(data) -> dict:
-    """Streams whose consecutive values do not go up by exactly 1."""
+    """Streams whose consecutive values do not go up by exactly 1: key -> the first few
+    steps that do not, as (value, next value, Kafka timestamp in ms of the next)."""
     bad = {}
     for key, points in data.items():
-        values = [v for _, v in sorted(points)]
-        steps = {b - a for a, b in zip(values, values[1:], strict=False)}
-        if steps - {1.0}:
-            bad[key] = values[:40]
+        points = sorted(points)
+        wrong = [
+            (a, b, t) for (_, a), (t, b) in zip(points, points[1:], strict=False) if b - a != 1.0
+        ]
+        if wrong:
+            bad[key] = wrong[:5]
     return bad
 
 

@@ -18,9 +18,9 @@ from helpers.polling import wait_until
 from helpers.pvs import COUNTER_RUN, counter_suffixes
 from integration_tests.forwarder_fixtures import (
     Stream,
-    epics_read,
     epics_write,
     frozen,
+    stop_counters,
     wait_counter_steps,
     wait_counters_end_stepping_by_one,
 )
@@ -402,12 +402,6 @@ LOAD_COUNTERS = 20
 BACKLOG_UPDATES = 10  # per counter, held by the producer when the REMOVE comes
 
 
-def _counter_finals(ioc, names) -> dict[str, float]:
-    """Stop the load counters and read where each one stopped."""
-    epics_write(ioc.pv(COUNTER_RUN), 0)
-    return {name: float(epics_read("CA", None, name)["value"]) for name in names}
-
-
 @pytest.mark.extension
 def test_removing_one_stream_under_load_loses_no_update_of_the_others(
     ioc, output_kafka, forwarder_factory, control_factory, topics
@@ -450,7 +444,7 @@ def test_removing_one_stream_under_load_loses_no_update_of_the_others(
                 what=f"5 updates of {name} after the REMOVE",
             )
     finally:
-        finals = _counter_finals(ioc, counters)
+        finals = stop_counters(ioc, counters)
     try:
         wait_counters_end_stepping_by_one(
             reader, finals, timeout=TIMEOUT, what="every counter's final value"

@@ -17,10 +17,10 @@ from helpers.polling import WaitTimeout, wait_until
 from helpers.pvs import counter_breaks, counter_suffixes
 from integration_tests.forwarder_fixtures import (
     Stream,
-    epics_read,
     epics_write,
     frozen,
     stop_broker,
+    stop_counters,
     wait_counters_end_stepping_by_one,
 )
 
@@ -56,12 +56,6 @@ def _values(reader, name: str) -> list[int]:
 def _gaps(values: list[int]) -> list[tuple[int, int]]:
     """The runs of values missing from a counter's sequence, as (first, last)."""
     return [(int(a) + 1, int(b) - 1) for a, b in counter_breaks(sorted(set(values)))]
-
-
-def _stop_counters(ioc, names: list[str]) -> dict[str, int]:
-    """Stop the counters; their values as the IOC reads them right after."""
-    epics_write(ioc.pv("CNT:RUN"), 0)
-    return {n: int(round(float(epics_read("CA", ioc.network, n)["value"]))) for n in names}
 
 
 def _wait_for_values(reader, finals: dict[str, int], timeout: float, what: str) -> None:
@@ -114,7 +108,7 @@ def test_a_60s_broker_outage_under_load_loses_no_update_of_any_pv(
     names, reader = _forward_counters(ioc, control, outputs, topics, COUNTERS)
     rss = _ride_out_outage(kafka, forwarder, LONG_OUTAGE_S)
     returned = time.monotonic()
-    finals = _stop_counters(ioc, names)
+    finals = stop_counters(ioc, names)
     _wait_for_values(reader, finals, TIMEOUT, "every counter's last value after the outage")
     caught_up = time.monotonic() - returned
 
@@ -150,7 +144,7 @@ def test_an_outage_beyond_a_small_budget_drops_only_what_status_reports_and_keep
         while time.monotonic() < end:
             assert forwarder.is_running(), "the forwarder died while the broker was down"
             time.sleep(1.0)
-        finals = _stop_counters(ioc, names)  # "latest" is now fixed
+        finals = stop_counters(ioc, names)  # "latest" is now fixed
     finally:
         if not kafka.is_running():
             kafka.start()
@@ -326,7 +320,7 @@ def test_a_frozen_data_broker_shows_as_each_streams_held_messages_and_nothing_is
             )
         thawed_ms = now_ms()
     finally:
-        finals = _stop_counters(ioc, names)
+        finals = stop_counters(ioc, names)
     try:
         wait_counters_end_stepping_by_one(
             reader, finals, timeout=TIMEOUT, what="every counter's final value, once, in order"
@@ -334,6 +328,7 @@ def test_a_frozen_data_broker_shows_as_each_streams_held_messages_and_nothing_is
     finally:
         reader.close()
     example = _stream_states(record)[names[0]]["error"]
+
     def cleared_all(record) -> bool:
         states = _stream_states(record)
         return all(n in states and states[n]["error"] is None for n in names)

@@ -318,13 +318,14 @@ class Producer:
             with self._lock:
                 self._inflight -= cost
                 counts.reported += 1
-                timestamp_ms = counts.held_timestamps.popleft()
                 if err is not None and self._rescued is not None and err.code() in _PURGED:
-                    # Purged from a replaced client: sent again, not dropped.
+                    # Purged from a replaced client: sent again, not dropped. Its timestamp
+                    # is set once the older messages in flight have reported (_replace_client).
                     self._rescued.append(
-                        (msg.topic(), key, msg.value(), timestamp_ms, counts, cost, msg.headers())
+                        (msg.topic(), key, msg.value(), None, counts, cost, msg.headers())
                     )
                     return
+                counts.held_timestamps.popleft()
                 if err is None:
                     counts.forwarded += 1
                     counts.error = None
@@ -497,6 +498,7 @@ class Producer:
             old.poll(DRAIN_POLL_S)
         lost = 0
         with self._lock:
+            rescued = _with_timestamps(self._rescued or [])
             # The new client has been given nothing yet: what librdkafka still holds of a
             # stream is what the old client never reported, lost with it.
             for counts in list(self._watched):
@@ -504,7 +506,7 @@ class Producer:
                     counts.held_timestamps.popleft()
                     self._drop(counts, "lost with a replaced Kafka client")
                     lost += 1
-            rescued, self._rescued = self._rescued or [], None
+            self._rescued = None
             newest = {id(entry[4]): entry for entry in rescued}
             for entry in newest.values():
                 if entry[4].newest is None:
@@ -602,6 +604,26 @@ class Producer:
                 in_kafka + in_overflow,
             )
         self._log_drops(force=True)
+
+
+def _with_timestamps(rescued: list[tuple]) -> list[tuple]:
+    """The purged messages of a replaced client with their Kafka timestamps, taken off their
+    streams' held timestamps (lock held).
+
+    Only queued messages are purged, so a stream's purged ones are its newest held; the
+    older ones in flight report after them, which is why this waits until they have.
+    """
+    purged = collections.Counter(id(entry[4]) for entry in rescued)
+    newest_first: dict[int, list[int]] = {}
+    for entry in rescued:
+        held = entry[4].held_timestamps
+        if id(entry[4]) not in newest_first:
+            count = min(purged[id(entry[4])], len(held))
+            newest_first[id(entry[4])] = [held.pop() for _ in range(count)]
+    # (0, never expected: a stream with fewer held than purged, is "now" to librdkafka)
+    return [
+        (*entry[:3], (newest_first[id(entry[4])] or [0]).pop(), *entry[4:]) for entry in rescued
+    ]
 
 
 def _discard(holder: list) -> None:

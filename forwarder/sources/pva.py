@@ -26,6 +26,7 @@ import logging
 import threading
 from functools import partial
 
+from forwarder.settings import PVA_QUEUE_SIZE
 from forwarder.sources.base import ConnectionCallback, UpdateCallback
 from forwarder.sources.delivery import Delivery
 from forwarder.sources.pva_convert import update_from_pva
@@ -35,7 +36,12 @@ from forwarder.update import ConnectionStatus
 
 log = logging.getLogger(__name__)
 
-REQUEST = "field(value,alarm,timeStamp)"
+FIELDS = "field(value,alarm,timeStamp)"
+
+
+def monitor_request(queue_size: int = PVA_QUEUE_SIZE) -> str:
+    """The pvRequest of every monitor: the fields we serialise and the queue depth."""
+    return f"record[queueSize={queue_size}]{FIELDS}"
 
 
 class PvaSource:
@@ -172,7 +178,14 @@ def _keep_thread_state_on_wakeups() -> None:
 class PvaSourceFactory:
     """Makes PVA sources; creates the p4p context on first use and closes it on close."""
 
-    def __init__(self, metrics=None, silence_s: float = FIRST_S, max_silence_s: float = MAX_S):
+    def __init__(
+        self,
+        metrics=None,
+        silence_s: float = FIRST_S,
+        max_silence_s: float = MAX_S,
+        queue_size: int = PVA_QUEUE_SIZE,
+    ):
+        self._request = monitor_request(queue_size)
         self._lock = threading.Lock()
         self._context = None
         self._closed = False
@@ -198,7 +211,7 @@ class PvaSourceFactory:
             context = self._context
             self._live.add(delivery)
         subscription = context.monitor(
-            delivery.channel, callback, request=REQUEST, notify_disconnect=True
+            delivery.channel, callback, request=self._request, notify_disconnect=True
         )
         _rearm(subscription)
         return subscription

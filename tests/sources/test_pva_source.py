@@ -224,3 +224,68 @@ def test_pvxs_wakeup_threads_keep_their_python_thread_state(factory, monkeypatch
             first.stop()
     # The first wakeup on each PVXS thread sees no marker; later ones must.
     assert kept[-1] and kept.count(False) <= 2, f"thread state not kept: {kept}"
+
+
+class BlockedRecorder(Recorder):
+    """A Recorder whose first update holds the p4p worker until ``release`` is set, as a
+    forwarder starved of CPU would."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+        self.holding = threading.Event()
+
+    def on_update(self, update):
+        super().on_update(update)
+        if not self.holding.is_set():
+            self.holding.set()
+            self.release.wait(TIMEOUT)
+
+
+@pytest.mark.parametrize(("queue_size", "all_arrive"), [(None, True), (4, False)])
+def test_pva_updates_that_wait_while_the_forwarder_stalls_all_arrive_in_order(
+    epics_network, queue_size, all_arrive
+):
+    """The default queue keeps 40 updates posted during a stall; PVXS's own default of 4
+    squashes them into a few, which shows the stall is real.
+
+    A marker PV on the same connection, posted after the 40 and delivered on another p4p
+    worker, tells when the client has read them all. (Not a second client of the same PV:
+    p4p's SharedPV posts one copy to all subscribers, and a squash in one subscriber's server
+    queue overwrites it in the others'.)
+    """
+    stalled = SharedPV(nt=NTScalar("i"), initial=0)
+    marker = SharedPV(nt=NTScalar("i"), initial=0)
+    factory = PvaSourceFactory(**({} if queue_size is None else {"queue_size": queue_size}))
+    with serve({"T:STALL": stalled, "T:MARK": marker}):
+        rec = BlockedRecorder()
+        source = factory.create("T:STALL", rec.on_update, rec.on_connection)
+        mark_source, mark = subscribe(factory, "T:MARK")
+        source.start()
+        try:
+            wait_until(rec.holding.is_set, timeout=TIMEOUT, what="the first update, held")
+            wait_until(mark.last_update, timeout=TIMEOUT, what="the marker's first value")
+            for n in range(1, 41):
+                stalled.post(n)
+            marker.post(1)
+            wait_until(
+                lambda: mark.last_update().value == 1, timeout=TIMEOUT, what="the marker's 1"
+            )
+            rec.release.set()
+            wait_until(
+                lambda: rec.updates()[-1].value == 40,
+                timeout=TIMEOUT,
+                what="the last value posted, 40",
+                seen=lambda: [int(u.value) for u in rec.updates()],
+            )
+        finally:
+            rec.release.set()
+            source.stop()
+            mark_source.stop()
+            factory.close()
+    values = [int(u.value) for u in rec.updates()]
+    if all_arrive:
+        assert values == list(range(41))
+    else:
+        assert len(values) < 41, "PVXS squashed nothing: the stall did not fill its queue"
+        assert values == sorted(set(values))

@@ -276,7 +276,9 @@ def test_build_parts_wiring_with_stubbed_libraries(monkeypatch, extra):
     monkeypatch.setattr(producer_mod, "Producer", Producer)
     monkeypatch.setattr(manager_mod, "StreamManager", Manager)
     monkeypatch.setattr(metrics_mod, "Metrics", lambda: object())
-    monkeypatch.setattr(sources_mod, "make_source_factories", lambda ms, metrics=None: {"FAKE": ms})
+    monkeypatch.setattr(
+        sources_mod, "make_source_factories", lambda ms, metrics, queue: {"FAKE": ms, "PVA": queue}
+    )
     monkeypatch.setattr(consumer_mod, "ConfigConsumer", lambda cfg, topic, **kw: ("config", topic))
     monkeypatch.setattr(
         consumer_mod, "KafkaTopicReader", lambda cfg, topic, **kw: ("reader", topic)
@@ -291,7 +293,7 @@ def test_build_parts_wiring_with_stubbed_libraries(monkeypatch, extra):
         *extra,
     )
     parts = app_module.build_parts(s, lambda reason: None)
-    assert made["manager"] == ("svc", 500, {"FAKE": 1000})
+    assert made["manager"] == ("svc", 500, {"FAKE": 1000, "PVA": 64})
     assert made["budgets"] == [3 * 1024 * 1024, None, None]  # only the data producer's
     assert len(made["producers"]) == 3
     assert all(callable(c["error_cb"]) for c in made["producers"])

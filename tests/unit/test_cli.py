@@ -6,6 +6,7 @@ import forwarder
 from forwarder.cli import main, parse_settings
 from forwarder.kafka.buffer_budget import DEFAULT_BUFFER_MB
 from forwarder.logging_setup import TRACE
+from forwarder.settings import PVA_QUEUE_SIZE
 
 REQUIRED = [
     "--config-topic",
@@ -27,6 +28,7 @@ def test_required_options_and_defaults():
     assert s.fake_pv_period_ms == 1000
     assert s.statistics_update_interval_s == 10.0
     assert s.producer_buffer_mb == DEFAULT_BUFFER_MB
+    assert s.pva_queue_size == PVA_QUEUE_SIZE == 64
     assert s.log_level == logging.INFO
     assert s.service_id.isdigit()  # the PID
 
@@ -98,11 +100,11 @@ def test_ini_file(tmp_path):
     ini.write_text(
         "# comment\nconfig-topic=localhost:9092/cfg\nstatus-topic=localhost:9092/st\n"
         "output-broker=localhost:9092\npv-update-period=500\nskip-retrieval=true\n"
-        "verbosity=Debug\nproducer-buffer-mb=64\n"
+        "verbosity=Debug\nproducer-buffer-mb=64\npva-queue-size=16\n"
     )
     s = parse_settings(["-c", str(ini)], env={})
     assert (s.config_topic, s.status_topic, s.pv_update_period_ms) == ("cfg", "st", 500)
-    assert s.producer_buffer_mb == 64
+    assert s.producer_buffer_mb == 64 and s.pva_queue_size == 16
     assert s.skip_retrieval and s.log_level == logging.DEBUG
 
 
@@ -141,6 +143,7 @@ def test_precedence_command_line_over_env_over_ini(tmp_path):
         (["--verbosity", "loud"], "--verbosity: unknown verbosity"),
         (["--fake-pv-period", "0"], "must be positive"),
         (["--producer-buffer-mb", "0"], "--producer-buffer-mb must be positive"),
+        (["--pva-queue-size", "1"], "--pva-queue-size must be at least 2"),
         (["--grafana-carbon-address", "carbon host"], "host or host:port"),
     ],
 )

@@ -581,6 +581,28 @@ def test_messages_the_old_client_never_gives_back_are_counted_as_dropped_per_str
         producer.close(1)
 
 
+def test_rescued_messages_keep_their_own_timestamps_when_older_ones_finish_in_flight():
+    """librdkafka reports the purged (queued) messages before the older ones in flight."""
+    now = [0.0]
+    stuck, fresh = FakeConfluent(), FakeConfluent()
+    stuck.drain.clear()
+    stuck.unpurgeable = 3
+    stuck.on_purge = stuck.drain.set  # the 3 in flight are acknowledged after the purge
+    producer, _ = make_replaceable([stuck, fresh], now)
+    a = StreamCounts("PV:A", "t")
+    try:
+        for n in range(100):
+            producer.produce("t", b"PV:A", value(n), 1000 + n, stream=a)
+        advance(now, producer, 27)
+        wait_until(lambda: a.forwarded == 100, timeout=5, what="all 100 delivered")
+        assert delivered_values(stuck, b"PV:A") == [0, 1, 2]
+        assert delivered_values(fresh, b"PV:A") == list(range(3, 100))
+        assert [ts for _, k, _, ts in fresh.produced if k == b"PV:A"] == list(range(1003, 1100))
+        assert a.dropped == 0 and not a.held_timestamps
+    finally:
+        producer.close(1)
+
+
 def test_deliveries_reach_the_metrics_as_tallies_without_losing_any():
     producer, fake, metrics = make()
     stream = StreamCounts("PV:1", "t")
