@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from helpers.polling import wait_until
 log = logging.getLogger(__name__)
 
 _topic_numbers = itertools.count(1)
+READER_END_CHECK_S = 5.0  # how often a reader that reads nothing asks where the topic ends
+READER_STUCK_AFTER_S = 10.0
 
 
 # -- configs ------------------------------------------------------------------------------
@@ -211,6 +214,11 @@ class TopicReader:
     assigned at the first poll that finds them. ``poll()`` fetches what arrived since the
     last call; ``records`` keeps everything (in offset order within a partition).
     ``config`` adds librdkafka settings, e.g. ``sasl_config_librdkafka(...)``.
+
+    An assigned librdkafka consumer can stop fetching for good after a broker restart, with
+    no error (librdkafka issue 5153): a test would then blame the forwarder for records that
+    are on the topic. So a reader that reads nothing while the topic's end stays past what
+    it has read for 10 s starts a new consumer there (logged as a warning).
     """
 
     def __init__(self, bootstrap: str, topic: str, config: Mapping[str, str] | None = None):
@@ -218,16 +226,20 @@ class TopicReader:
         self.topic = topic
         self.records: list[Record] = []
         self._assigned = False
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"test-reader-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": False,
-                **(config or {}),
-            }
-        )
+        self._config = {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            **(config or {}),
+        }
+        self._consumer = Consumer(self._config)
+        self._partitions: list[int] = []
+        self._next: dict[int, int] = {}  # partition -> the offset after the last record read
+        self._next_end_check = 0.0
+        self._behind_since: float | None = None
+        self.restarts = 0
 
     def _assign(self) -> bool:
         """Assign every partition from its beginning once metadata lists the topic."""
@@ -239,11 +251,50 @@ class TopicReader:
             topic = metadata.topics.get(self.topic)
             if topic is None or topic.error is not None or not topic.partitions:
                 return False
+            self._partitions = sorted(topic.partitions)
             self._consumer.assign(
-                [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(topic.partitions)]
+                [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions]
             )
             self._assigned = True
         return True
+
+    def _restart_if_stuck(self) -> None:
+        """Between polls that read nothing: compare the topic's ends with what was read."""
+        now = time.monotonic()
+        if now < self._next_end_check:
+            return
+        self._next_end_check = now + READER_END_CHECK_S
+        behind = False
+        for partition in self._partitions:
+            try:
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), timeout=1.0, cached=False
+                )
+            except KafkaException:
+                return  # out of reach: nothing to tell
+            behind = behind or high > self._next.get(partition, low)
+        if not behind:
+            self._behind_since = None
+        elif self._behind_since is None:
+            self._behind_since = now
+        elif now - self._behind_since >= READER_STUCK_AFTER_S:
+            log.warning(
+                "Reader of %s read nothing for %.0f s while the topic had more; its consumer "
+                "stopped fetching (librdkafka issue 5153): a new one reads on from %s",
+                self.topic,
+                now - self._behind_since,
+                self._next,
+            )
+            old, self._consumer = self._consumer, Consumer(self._config)
+            self._consumer.assign(
+                [
+                    TopicPartition(self.topic, p, self._next.get(p, OFFSET_BEGINNING))
+                    for p in self._partitions
+                ]
+            )
+            self._behind_since = None
+            self.restarts += 1
+            old.close()
 
     def poll(self, timeout_ms: int = 100) -> list[Record]:
         """The records that arrived since the last call (possibly none)."""
@@ -267,6 +318,12 @@ class TopicReader:
             )
         new.sort(key=lambda r: (r.partition, r.offset))
         self.records.extend(new)
+        for record in new:
+            self._next[record.partition] = record.offset + 1
+        if new:
+            self._behind_since = None
+        else:
+            self._restart_if_stuck()
         return new
 
     def mark(self) -> int:

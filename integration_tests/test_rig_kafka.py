@@ -78,6 +78,22 @@ def test_reader_reports_what_it_saw_when_the_wait_times_out(_broker):
             reader.wait_for(lambda: len(reader.records) >= 2, timeout=0.5, what="two records")
 
 
+def test_a_reader_whose_consumer_stops_fetching_starts_a_new_one_and_misses_nothing(_broker):
+    """librdkafka issue 5153: an assigned consumer that fetches nothing after a broker
+    restart, made here by pausing its partition."""
+    topic = kh.unique_topic("stuck-reader")
+    kh.create_topics(_broker.bootstrap, [topic])
+    kh.produce(_broker.bootstrap, topic, b"first")
+    with kh.TopicReader(_broker.bootstrap, topic) as reader:
+        reader.wait_for_count(1, timeout=TIMEOUT)
+        reader._consumer.pause(reader._consumer.assignment())
+        for n in range(3):
+            kh.produce(_broker.bootstrap, topic, b"later-%d" % n)
+        reader.wait_for_count(4, timeout=TIMEOUT)
+        assert [r.value for r in reader.records] == [b"first", b"later-0", b"later-1", b"later-2"]
+        assert reader.restarts == 1
+
+
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_sasl_user_with_the_right_password_can_produce_and_consume(_broker, mechanism):
     topic = kh.unique_topic(f"sasl-{mechanism}")

@@ -5,11 +5,19 @@ from the first command written after this forwarder started: commands sent while
 was still out of reach, or while the stored configuration was being restored, are applied,
 and commands older than this run are never replayed. A config topic that did not exist yet
 at start is read from its beginning, since everything in it was written after we started.
+
+An assigned librdkafka consumer can stop fetching for good after a broker restart, with no
+error (librdkafka issue 5153; seen here on 2.16 in the suite's own readers). Commands would
+then be lost without a word, so while nothing arrives the consumer asks the broker for the
+topic's end every few seconds; one that has left commands unread for 10 s while being polled
+is replaced by a new one that reads on from the next unread offset. (The ask is made between
+polls: librdkafka answers it only late, if at all, while the same client is in ``consume``.)
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +31,11 @@ from forwarder.kafka.client_log import FatalErrorHandler, client_logging
 log = logging.getLogger(__name__)
 
 ConsumerFactory = Callable[[dict], object]
+
+END_CHECK_S = 5.0  # how often an idle consumer asks the broker where the config topic ends
+END_TIMEOUT_S = 1.0  # the longest that ask may hold up the forwarder's loop (in an outage)
+STUCK_AFTER_S = 10.0  # a healthy consumer fetches what is there within a second
+MAX_STUCK_AFTER_S = 300.0
 
 
 def consumer_config(
@@ -77,11 +90,12 @@ class ConfigConsumer:
         clock=time.monotonic,
         on_fatal: FatalErrorHandler | None = None,
         started_ms: int | None = None,
+        end_check_s: float = END_CHECK_S,
     ):
         self._topic = topic
-        self._consumer = consumer_factory(
-            consumer_config(kafka_config, "config-topic", on_fatal)
-        )
+        self._factory = consumer_factory
+        self._config = consumer_config(kafka_config, "config-topic", on_fatal)
+        self._consumer = consumer_factory(self._config)
         self._retry_interval_s = retry_interval_s
         self._clock = clock
         self._started_ms = started_ms if started_ms is not None else int(time.time() * 1000)
@@ -89,6 +103,16 @@ class ConfigConsumer:
         self._next_try = 0.0
         self._warned = False
         self.assigned = False
+        # The stuck-consumer watch: our own next offset per partition (librdkafka's position
+        # is unset until a first message), the topic's ends as last asked, and since when
+        # commands have sat unread.
+        self._next: dict[int, int] = {}
+        self._ends: dict[int, int] = {}
+        self._unread_since: float | None = None
+        self._stuck_after_s = STUCK_AFTER_S
+        self._end_check_s = end_check_s
+        self._next_end_check = 0.0
+        self.replacements = 0
 
     def replay_since(self, timestamp_ms: int) -> None:
         """Also deliver the commands written since ``timestamp_ms`` (before the first
@@ -119,6 +143,7 @@ class ConfigConsumer:
             self._warn(f"cannot reach config topic {self._topic} yet ({error}); retrying")
             return False
         self.assigned = True
+        self._next = {tp.partition: tp.offset for tp in assignment}
         log.info(
             "Listening for commands on %s from offsets %s (%s)",
             self._topic,
@@ -156,14 +181,84 @@ class ConfigConsumer:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("Error reading config topic %s: %s", self._topic, error)
                 continue
+            self._next[message.partition()] = message.offset() + 1
             payloads.append(message.value())
+        if payloads:
+            self._unread_since = None
+            self._stuck_after_s = STUCK_AFTER_S
+        elif self.assigned:
+            now = self._clock()
+            if now >= self._next_end_check:
+                self._next_end_check = now + self._end_check_s
+                self.refresh_ends()
+            self._watch_unread()
         return payloads
+
+    def refresh_ends(self) -> None:
+        """Ask the broker where each assigned partition ends (an outage leaves the last)."""
+        ends = {}
+        try:
+            for partition in self._next:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, partition), timeout=END_TIMEOUT_S, cached=False
+                )
+                ends[partition] = high
+        except confluent_kafka.KafkaException:  # out of reach: ask again later
+            return
+        self._ends = ends
+
+    def _watch_unread(self) -> None:
+        """Replace a consumer that leaves commands unread (see the module docstring)."""
+        unread = {
+            p: end - self._next.get(p, end)
+            for p, end in self._ends.items()
+            if end > self._next.get(p, end)
+        }
+        now = self._clock()
+        if not unread:
+            self._unread_since = None
+            return
+        if self._unread_since is None:
+            self._unread_since = now
+        elif now - self._unread_since >= self._stuck_after_s:
+            self._replace(unread, now - self._unread_since)
+
+    def _replace(self, unread: dict[int, int], for_s: float) -> None:
+        old = self._consumer
+        fresh = self._factory(self._config)
+        fresh.assign([TopicPartition(self._topic, p, offset) for p, offset in self._next.items()])
+        self._consumer = fresh
+        self._unread_since = None
+        self._ends = {}
+        self.replacements += 1
+        log.error(
+            "The config consumer read nothing for %.0f s while %d commands waited on %s; "
+            "replaced it with a new one reading on from offsets %s",
+            for_s,
+            sum(unread.values()),
+            self._topic,
+            dict(self._next),
+        )
+        # Should the new one read nothing either (the topic's end past records a consumer
+        # never returns, e.g. transaction markers), the next try waits twice as long.
+        self._stuck_after_s = min(self._stuck_after_s * 2, MAX_STUCK_AFTER_S)
+        threading.Thread(
+            target=_close_quietly, args=(old,), name="kafka-discard", daemon=True
+        ).start()
 
     def close(self) -> None:
         try:
             self._consumer.close()
         except Exception:
             log.exception("Closing the config consumer failed")
+
+
+def _close_quietly(consumer) -> None:
+    """A stuck consumer's close may block on librdkafka's threads: done on a thread of its own."""
+    try:
+        consumer.close()
+    except Exception:
+        log.debug("Closing a replaced config consumer failed", exc_info=True)
 
 
 class KafkaTopicReader:

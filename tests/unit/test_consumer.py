@@ -7,11 +7,16 @@ from confluent_kafka import KafkaError
 from forwarder.config.storage import StorageUnavailable
 from forwarder.kafka.client_log import KafkaErrorLogger
 from forwarder.kafka.consumer import ConfigConsumer, KafkaTopicReader
+from helpers.polling import wait_until
 
 
 class FakeMessage:
-    def __init__(self, offset, value, error=None, headers=None):
+    def __init__(self, offset, value, error=None, headers=None, partition=0):
         self._offset, self._value, self._error, self._headers = offset, value, error, headers
+        self._partition = partition
+
+    def partition(self):
+        return self._partition
 
     def headers(self):
         return self._headers
@@ -40,6 +45,8 @@ class FakeConfluentConsumer:
         self.positions = {}
         self.closed = False
         self.fail_metadata = False
+        self.stuck = False  # fetches nothing, as librdkafka after some broker restarts
+        self.beyond_last = 0  # offsets past the last record, e.g. a transaction marker
 
     def list_topics(self, topic, timeout):
         if self.fail_metadata:
@@ -62,7 +69,7 @@ class FakeConfluentConsumer:
 
     def get_watermark_offsets(self, tp, timeout, cached):
         assert cached is False
-        return (0, len(self.data[tp.partition]))
+        return (0, len(self.data[tp.partition]) + self.beyond_last)
 
     def assign(self, tps):
         self.assignment = [(tp.partition, tp.offset) for tp in tps]
@@ -70,10 +77,12 @@ class FakeConfluentConsumer:
 
     def consume(self, num_messages, timeout):
         out = []
+        if self.stuck:
+            return out
         for p, offset in list(self.positions.items()):
             values = self.data[p]
             while offset < len(values) and len(out) < num_messages:
-                out.append(FakeMessage(offset, values[offset]))
+                out.append(FakeMessage(offset, values[offset], partition=p))
                 offset += 1
             self.positions[p] = offset
         return out
@@ -148,6 +157,79 @@ def test_config_consumer_survives_an_unreachable_broker(caplog):
     fake.fail_metadata = True
     assert not consumer.try_assign()
     assert "Cannot reach config topic t" in caplog.text
+
+
+def make_replaceable(data, clock, beyond_last=0, end_check_s=3600.0):
+    """A ConfigConsumer whose consumers share ``data``; the list of those it made."""
+    made = []
+
+    def factory(config):
+        made.append(FakeConfluentConsumer(config, "t", data))
+        made[-1].beyond_last = beyond_last
+        return made[-1]
+
+    consumer = ConfigConsumer(
+        {"bootstrap.servers": "b:1"},
+        "t",
+        consumer_factory=factory,
+        clock=lambda: clock.now,
+        started_ms=0,
+        end_check_s=end_check_s,
+    )
+    return consumer, made
+
+
+def test_a_config_consumer_that_stops_fetching_is_replaced_and_no_command_is_lost(caplog):
+    clock = SimpleNamespace(now=0.0)
+    data = {0: [b"a", b"b"], 1: [b"c"]}
+    consumer, made = make_replaceable(data, clock)
+    assert consumer.try_assign()
+    assert sorted(consumer.poll(0.1)) == [b"a", b"b", b"c"]
+    made[0].stuck = True
+    data[0].extend([b"d", b"e"])
+    consumer.refresh_ends()
+    for now in (1.0, 5.0, 10.9):
+        clock.now = now
+        assert consumer.poll(0.1) == [] and len(made) == 1, f"replaced at {now} s"
+    clock.now = 11.0
+    assert consumer.poll(0.1) == []
+    assert len(made) == 2
+    wait_until(lambda: made[0].closed, timeout=5, what="the stuck consumer closed")
+    assert made[1].assignment == [(0, 2), (1, 1)]
+    assert consumer.poll(0.1) == [b"d", b"e"]
+    assert consumer.replacements == 1
+    assert "read nothing for 10 s while 2 commands waited on t" in caplog.text
+
+
+def test_an_idle_config_consumer_is_not_replaced():
+    clock = SimpleNamespace(now=0.0)
+    consumer, made = make_replaceable({0: [b"a"]}, clock)
+    assert consumer.try_assign()
+    assert consumer.poll(0.1) == [b"a"]
+    made[0].stuck = True  # it would fetch nothing, but there is nothing to fetch
+    consumer.refresh_ends()
+    for now in range(0, 100, 5):
+        clock.now = float(now)
+        assert consumer.poll(0.1) == []
+    assert len(made) == 1
+
+
+def test_a_topic_end_no_consumer_reaches_backs_the_replacements_off():
+    """E.g. a transaction marker after the last command: the end stays one past it."""
+    clock = SimpleNamespace(now=0.0)
+    consumer, made = make_replaceable({0: [b"a"]}, clock, beyond_last=1, end_check_s=5.0)
+    assert consumer.try_assign()
+    assert consumer.poll(0.1) == [b"a"]
+    replaced_at = []
+    for tenth in range(0, 1000):
+        clock.now = tenth / 10
+        consumer.poll(0)
+        if len(made) > len(replaced_at) + 1:
+            replaced_at.append(clock.now)
+    # 10 s, then 20 s, then 40 s; each new consumer asks for the end within 5 s of its start
+    assert len(replaced_at) == 3
+    gaps = [b - a for a, b in zip([0.0, *replaced_at], replaced_at, strict=False)]
+    assert [10 <= gaps[0] <= 15, 20 <= gaps[1] <= 25, 40 <= gaps[2] <= 45] == [True] * 3, gaps
 
 
 def test_topic_reader_reads_ranges_with_timestamps():
