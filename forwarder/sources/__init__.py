@@ -1,7 +1,7 @@
 """EPICS sources: Channel Access, PV Access and FAKE, behind one SourceFactory interface.
 
 The CA and PVA client contexts are created lazily by their factories on the first
-subscription, so a forwarder with only FAKE streams never starts libca or p4p.
+subscription, so a forwarder with only FAKE streams never starts a CA or PVA client.
 """
 
 from __future__ import annotations

@@ -157,6 +157,13 @@ def _rearm(subscription) -> None:
         log.debug("cannot re-arm p4p subscription %r", subscription)
 
 
+def _import_p4p() -> None:
+    try:
+        import p4p.client.thread  # noqa: F401
+    except Exception:  # reported where the first subscription imports it again
+        log.debug("importing p4p in the background failed", exc_info=True)
+
+
 def _keep_thread_state_on_wakeups() -> None:
     """PVXS threads enter Python once per wakeup of a subscription (``Subscription._event``,
     about once per update at 10 Hz per PV); make each keep its thread state (thread_state).
@@ -186,6 +193,10 @@ class PvaSourceFactory:
         queue_size: int = PVA_QUEUE_SIZE,
     ):
         self._request = monitor_request(queue_size)
+        # The first PVA stream must not wait for p4p's import (PVXS and EPICS libraries,
+        # 1.4 s on a loaded 2-core machine, holding up that command's status): done now, in
+        # the background. Importing starts no client.
+        threading.Thread(target=_import_p4p, name="p4p-import", daemon=True).start()
         self._lock = threading.Lock()
         self._context = None
         self._closed = False

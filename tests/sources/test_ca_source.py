@@ -288,7 +288,16 @@ def test_ca_channels_opened_back_to_back_all_get_their_initial_value(ca_setup, m
         subs = {suffix: subscribe(factory, ioc.prefix + suffix) for suffix in EXPECTED}
         try:
             for suffix in EXPECTED:
-                wait_for_update(subs[suffix][1], f"a value of {suffix}", timeout=5.0)
+                rec = subs[suffix][1]
+                # Connecting is the IOC's search reply, slow on a loaded machine; what is
+                # pinned is the value that must follow a connection.
+                wait_until(
+                    lambda rec=rec: ConnectionStatus.CONNECTED in rec.statuses(),
+                    timeout=TIMEOUT,
+                    what=f"{suffix} connected",
+                    seen=rec.snapshot,
+                )
+                wait_for_update(rec, f"a value of {suffix} once connected", timeout=5.0)
         finally:
             for source, _ in subs.values():
                 source.stop()
