@@ -13,6 +13,7 @@ import argparse
 import shutil
 
 from helpers.rig.paths import LOG_DIR
+from helpers.rig.ports import remove_stale_reservations
 from helpers.rig.processes import clean_leftovers
 
 
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     removed = clean_leftovers()
     print(f"clean: {removed} leftover process(es)/temp dir(s) of earlier runs removed")
+    stale = remove_stale_reservations()
+    print(f"clean: {stale} port reservation file(s) no live process holds removed")
     clean_docker(args.images)
     if args.logs:
         remove_logs()

@@ -58,9 +58,18 @@ def _ephemeral_low() -> int:
 def _reserve(port: int) -> bool:
     """Take this machine's reservation of ``port`` for the life of this process."""
     RESERVATIONS.mkdir(parents=True, exist_ok=True)
-    fd = os.open(RESERVATIONS / f"{port}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    path = RESERVATIONS / f"{port}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # A clean may have removed the file between our open and lock: then this lock
+        # guards nothing and another process could take the port with a new file.
+        if os.fstat(fd).st_ino != os.stat(path).st_ino:
+            os.close(fd)
+            return False
+    except FileNotFoundError:
+        os.close(fd)
+        return False
     except OSError as e:
         os.close(fd)
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
@@ -68,6 +77,29 @@ def _reserve(port: int) -> bool:
         raise
     _held.append(fd)
     return True
+
+
+def remove_stale_reservations() -> int:
+    """Remove the lock files no live process holds; returns how many."""
+    removed = 0
+    for path in sorted(RESERVATIONS.glob("*.lock")):
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # held: a live reservation
+            continue
+        try:
+            path.unlink()  # under our lock, so nobody is between lock and check on it
+            removed += 1
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _free_now(host: str, port: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from helpers.rig import ports
 from helpers.rig.ports import RESERVED_LOW, _ephemeral_low, allocate_epics_network, free_tcp_ports
 
 
@@ -30,3 +31,19 @@ def test_another_process_cannot_reserve_a_port_this_one_picked():
         check=True,
     )
     assert other.stdout.strip() == "False"
+
+
+def test_clean_removes_the_reservation_files_of_dead_processes_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(ports, "RESERVATIONS", tmp_path)
+    assert ports._reserve(20001)  # held by this process, alive
+    code = (
+        "import sys; from pathlib import Path; from helpers.rig import ports; "
+        "ports.RESERVATIONS = Path(sys.argv[1]); print(ports._reserve(20002))"
+    )
+    dead = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert dead.stdout.strip() == "True"  # and its process has exited since
+    (tmp_path / "20003.lock").touch()  # never locked
+    assert ports.remove_stale_reservations() == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["20001.lock"]
