@@ -273,9 +273,9 @@ class KafkaTopicReader:
         on_fatal: FatalErrorHandler | None = None,
     ):
         self._topic = topic
-        self._consumer = consumer_factory(
-            consumer_config(kafka_config, "storage-topic", on_fatal)
-        )
+        self._factory = consumer_factory
+        self._config = consumer_config(kafka_config, "storage-topic", on_fatal)
+        self._consumer = consumer_factory(self._config)
 
     def partitions(self, timeout: float) -> dict[int, tuple[int, int]] | None:
         try:
@@ -299,6 +299,12 @@ class KafkaTopicReader:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
+                # The next attempt gets a new consumer: this one may have stopped fetching
+                # for good (librdkafka issue 5153, see the module docstring).
+                old, self._consumer = self._consumer, self._factory(self._config)
+                threading.Thread(
+                    target=_close_quietly, args=(old,), name="kafka-discard", daemon=True
+                ).start()
                 raise StorageUnavailable(
                     f"reading storage topic {self._topic}[{partition}] offsets {start}-{end} "
                     f"timed out with {len(messages)} messages read"

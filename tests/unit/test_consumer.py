@@ -1,3 +1,4 @@
+import time
 from types import SimpleNamespace
 
 import confluent_kafka
@@ -255,6 +256,24 @@ def test_topic_reader_read_that_cannot_finish_raises():
     reader, _fake = make(KafkaTopicReader, {0: [b"a"]})
     with pytest.raises(StorageUnavailable):
         reader.read(0, 0, 5, deadline=0.0)
+
+
+def test_a_storage_read_that_timed_out_is_retried_on_a_new_consumer():
+    """The old one may have stopped fetching for good (librdkafka issue 5153)."""
+    made = []
+
+    def factory(config):
+        made.append(FakeConfluentConsumer(config, "t", {0: [b"a", b"b"]}))
+        return made[-1]
+
+    reader = KafkaTopicReader({"bootstrap.servers": "b:1"}, "t", consumer_factory=factory)
+    made[0].stuck = True
+    with pytest.raises(StorageUnavailable):
+        reader.read(0, 0, 2, deadline=time.monotonic() + 0.3)
+    assert len(made) == 2
+    wait_until(lambda: made[0].closed, timeout=5, what="the stuck consumer closed")
+    got = reader.read(0, 0, 2, deadline=time.monotonic() + 5)
+    assert [m.value for m in got] == [b"a", b"b"]
 
 
 def test_error_logger_logs_auth_failures_at_error_once_per_period(caplog):
