@@ -191,7 +191,7 @@ class ConfigConsumer:
             if now >= self._next_end_check:
                 self._next_end_check = now + self._end_check_s
                 self.refresh_ends()
-            self._watch_unread()
+            self._watch_unread(now)
         return payloads
 
     def refresh_ends(self) -> None:
@@ -207,14 +207,10 @@ class ConfigConsumer:
             return
         self._ends = ends
 
-    def _watch_unread(self) -> None:
+    def _watch_unread(self, now: float) -> None:
         """Replace a consumer that leaves commands unread (see the module docstring)."""
-        unread = {
-            p: end - self._next.get(p, end)
-            for p, end in self._ends.items()
-            if end > self._next.get(p, end)
-        }
-        now = self._clock()
+        # The ends were asked for the partitions in _next, so each has its next offset.
+        unread = {p: end - self._next[p] for p, end in self._ends.items() if end > self._next[p]}
         if not unread:
             self._unread_since = None
             return
@@ -242,9 +238,7 @@ class ConfigConsumer:
         # Should the new one read nothing either (the topic's end past records a consumer
         # never returns, e.g. transaction markers), the next try waits twice as long.
         self._stuck_after_s = min(self._stuck_after_s * 2, MAX_STUCK_AFTER_S)
-        threading.Thread(
-            target=_close_quietly, args=(old,), name="kafka-discard", daemon=True
-        ).start()
+        _close_in_background(old)
 
     def close(self) -> None:
         try:
@@ -253,12 +247,17 @@ class ConfigConsumer:
             log.exception("Closing the config consumer failed")
 
 
-def _close_quietly(consumer) -> None:
-    """A stuck consumer's close may block on librdkafka's threads: done on a thread of its own."""
-    try:
-        consumer.close()
-    except Exception:
-        log.debug("Closing a replaced config consumer failed", exc_info=True)
+def _close_in_background(consumer) -> None:
+    """Close a replaced consumer on a thread of its own: a stuck one's close may block on
+    librdkafka's threads."""
+
+    def close() -> None:
+        try:
+            consumer.close()
+        except Exception:
+            log.debug("Closing a replaced consumer failed", exc_info=True)
+
+    threading.Thread(target=close, name="kafka-discard", daemon=True).start()
 
 
 class KafkaTopicReader:
@@ -302,9 +301,7 @@ class KafkaTopicReader:
                 # The next attempt gets a new consumer: this one may have stopped fetching
                 # for good (librdkafka issue 5153, see the module docstring).
                 old, self._consumer = self._consumer, self._factory(self._config)
-                threading.Thread(
-                    target=_close_quietly, args=(old,), name="kafka-discard", daemon=True
-                ).start()
+                _close_in_background(old)
                 raise StorageUnavailable(
                     f"reading storage topic {self._topic}[{partition}] offsets {start}-{end} "
                     f"timed out with {len(messages)} messages read"

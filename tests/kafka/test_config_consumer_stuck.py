@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from forwarder.kafka.consumer import ConfigConsumer
 from helpers import kafka_helpers as kh
+from helpers.polling import wait_until
 
 TIMEOUT = 60.0
 
@@ -36,10 +37,7 @@ def test_a_config_consumer_that_stops_fetching_is_replaced_and_delivers_every_co
     base = {"bootstrap.servers": broker.bootstrap, "logger": logging.getLogger("librdkafka")}
     consumer = ConfigConsumer(base, topic, consumer_factory=factory, end_check_s=1.0)
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while not consumer.try_assign():
-            assert time.monotonic() < deadline, "the config topic was never assigned"
-            time.sleep(0.2)
+        wait_until(consumer.try_assign, timeout=TIMEOUT, what="the config topic assigned")
         commands = [b"command-%d" % n for n in range(3)]
         for command in commands:
             kh.produce(broker.bootstrap, topic, command)
