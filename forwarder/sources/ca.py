@@ -17,13 +17,19 @@ INITIAL_VALUE_DEADLINE_S fetches one with a DBR_TIME get from the factory's time
 (never from a libca callback thread or the caller of start()); the stream layer rejects
 a later monitor event with the same EPICS timestamp, so nothing is forwarded twice.
 
-The factory's two threads: a ``TimerScheduler`` of its own for those checks (a fetch may
+Every event of a channel runs on the factory's event thread (``ca_dispatch``), in libca's
+order: numeric monitor events arrive there from libca's C callback in batches without
+entering Python on libca's threads; connection changes and string updates are queued there
+by the pyepics callbacks. Subscribing happens on that thread too.
+
+The factory's other two threads: a ``TimerScheduler`` of its own for those checks (a fetch may
 block for FETCH_TIMEOUT_S, so it must not delay the streams' timers), and a one-worker
 executor that replays the current state to sources joining a connected channel, in order.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -32,7 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from forwarder.periodic import TimerScheduler
 from forwarder.sources import ca_events
 from forwarder.sources.base import ConnectionCallback, UpdateCallback
-from forwarder.sources.ca_convert import TIME_OFFSET, update_from_ca
+from forwarder.sources.ca_convert import TIME_OFFSET, alarm_of, update_from_ca
+from forwarder.sources.ca_dispatch import CaDispatcher, PyEventQueue
 from forwarder.sources.delivery import Delivery
 from forwarder.sources.thread_state import keep_thread_state
 from forwarder.update import ConnectionStatus, Update
@@ -55,12 +62,35 @@ def _ca():
     return ca
 
 
+class _Inline:
+    """Runs a channel's events at once, on the caller's thread (unit tests without libca)."""
+
+    native = False
+
+    def register(self, channel) -> int:
+        return 0
+
+    def unregister(self, slot: int) -> None:
+        pass
+
+    def put(self, slot: int, call) -> bool:
+        call()
+        return True
+
+
 class _Channel:
     """One CA channel and its subscription, shared by the sources of one PV name."""
 
-    def __init__(self, name: str, timers: TimerScheduler | None = None):
+    def __init__(
+        self,
+        name: str,
+        timers: TimerScheduler | None = None,
+        events: CaDispatcher | _Inline | None = None,
+    ):
         self.name = name
         self._timers = timers
+        self._events = events if events is not None else _Inline()
+        self._slot = self._events.register(self)
         self._lock = threading.Lock()
         self._deliveries: list[Delivery] = []
         self._connected = False
@@ -117,6 +147,7 @@ class _Channel:
             deliveries, self._deliveries = self._deliveries, []
         for d in deliveries:
             d.close()
+        self._events.unregister(self._slot)
         ca = _ca()
         ca.use_initial_context()
         try:
@@ -129,9 +160,36 @@ class _Channel:
             log.exception("closing CA channel %s failed", self.name)
         self._subscription = None
 
-    # -- libca callbacks (libca threads): cheap, never raise -------------------------------
+    # -- libca callbacks (libca threads): queue the event, never raise ---------------------
 
     def _on_connection(self, pvname=None, chid=None, conn=False, **_):
+        keep_thread_state()
+        self._events.put(self._slot, functools.partial(self._connection_changed, chid, conn))
+
+    def _on_value(self, value=None, **kwargs):
+        """pyepics' monitor callback (DBR_TIME_STRING; numeric types come via _ca_queue)."""
+        keep_thread_state()
+        try:
+            update = update_from_ca(self.name, value, kwargs)
+        except Exception as error:
+            self._events.put(self._slot, functools.partial(self._conversion_failed, error))
+            return
+        self._events.put(self._slot, functools.partial(self._fan_out, update))
+
+    def _on_ctypes_update(self, update: Update) -> None:
+        """ca_events' callback: numeric events without the native queue."""
+        self._events.put(self._slot, functools.partial(self._fan_out, update))
+
+    def _on_ctypes_failure(self, error: Exception) -> None:
+        self._events.put(self._slot, functools.partial(self._conversion_failed, error))
+
+    # -- events (the factory's event thread) -----------------------------------------------
+
+    def native_event(self, value, timestamp_ns: int, status: int, severity: int) -> None:
+        """A numeric monitor event from the native queue."""
+        self._fan_out(Update(self.name, value, timestamp_ns, alarm_of(status, severity)))
+
+    def _connection_changed(self, chid, conn) -> None:
         try:
             status = ConnectionStatus.CONNECTED if conn else ConnectionStatus.DISCONNECTED
             with self._lock:
@@ -168,8 +226,12 @@ class _Channel:
         if self._subscription is not None:
             log.info("%s changed type; subscribing again", self.name)
             ca.clear_subscription(self._subscription[2])
-        if time_type in ca_events.DIRECT_TYPES:
-            handler = ca_events.Handler(self.name, self._fan_out, self._conversion_failed)
+        if time_type in ca_events.DIRECT_TYPES and self._events.native:
+            self._subscription = ca_events.subscribe_native(
+                ca, chid, time_type, ca.DEFAULT_SUBSCRIPTION_MASK, self._events, self._slot
+            )
+        elif time_type in ca_events.DIRECT_TYPES:
+            handler = ca_events.Handler(self.name, self._on_ctypes_update, self._on_ctypes_failure)
             self._subscription = ca_events.subscribe(
                 ca, chid, time_type, ca.DEFAULT_SUBSCRIPTION_MASK, handler
             )
@@ -181,16 +243,6 @@ class _Channel:
         # On a libca callback thread pyepics' poll() does not flush: without this the
         # request (and so the initial value) may wait for an unrelated flush.
         ca.flush_io()
-
-    def _on_value(self, value=None, **kwargs):
-        """pyepics' monitor callback (DBR_TIME_STRING; numeric types come via ca_events)."""
-        keep_thread_state()
-        try:
-            update = update_from_ca(self.name, value, kwargs)
-        except Exception as error:
-            self._conversion_failed(error)
-            return
-        self._fan_out(update)
 
     def _conversion_failed(self, error: Exception) -> None:
         with self._lock:
@@ -283,8 +335,10 @@ class CaSourceFactory:
     pyepics cannot restart libca after finalising it, so a closed factory stays closed.
     """
 
-    def __init__(self):
+    def __init__(self, native: bool = True):
         self._lock = threading.Lock()
+        self._native = native  # False: numeric events through ctypes (the reference path)
+        self._events: CaDispatcher | None = None
         self._channels: dict[str, _Channel] = {}
         self._started = False
         self._closed = False
@@ -310,10 +364,25 @@ class CaSourceFactory:
                     if ca.libca is None:
                         ca.initialize_libca()  # PREEMPTIVE_CALLBACK is pyepics' default
                     self._timers.start(TIMER_THREAD_NAME)
+                    self._events = self._start_events()
                     self._started = True
-                ch = self._channels[delivery.channel] = _Channel(delivery.channel, self._timers)
+                ch = self._channels[delivery.channel] = _Channel(
+                    delivery.channel, self._timers, self._events
+                )
                 ch.open()
             ch.add(delivery, self._replayer)
+
+    def _start_events(self) -> CaDispatcher:
+        events = CaDispatcher() if self._native else CaDispatcher(PyEventQueue())
+        if events.native:
+            log.info("CA numeric events: native queue (libca's C callback, batches)")
+        elif self._native:
+            log.warning(
+                "CA numeric events: the native queue (forwarder.sources._ca_queue) is not built; "
+                "every event enters Python on libca's threads, several times the CPU per update"
+            )
+        events.start()
+        return events
 
     def _detach(self, delivery: Delivery) -> None:
         # Closed under the lock: pyepics would hand a new source of the same name the old
@@ -338,3 +407,5 @@ class CaSourceFactory:
             started_at = time.monotonic()
             _ca().finalize_libca(maxtime=2.0)
             log.debug("libca finalised in %.2fs", time.monotonic() - started_at)
+        if self._events is not None:
+            self._events.close()

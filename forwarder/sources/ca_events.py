@@ -1,17 +1,23 @@
-"""CA monitor events of numeric PVs read straight from libca's DBR_TIME buffer.
+"""CA monitor subscriptions of numeric PVs that skip pyepics' per-event work.
 
 pyepics turns every event into a dict of keyword arguments (channel cache lookup, ctypes
 casts, metadata unpacking) before our callback sees it: about half of the CPU a CA update
-costs (issue 11). For the numeric DBR_TIME types this module subscribes with a callback of
-its own that reads the header (status, severity, EPICS seconds and nanoseconds) and the
-values from the event buffer and builds the ``Update`` directly. Strings stay on pyepics'
-path (``ca_convert``), whose decoding they keep. The result is the same Update, value for
-value and dtype for dtype, as ``ca_convert.update_from_ca`` makes from pyepics' arguments
-(tests/sources/test_ca_source.py compares both paths on a real IOC).
+cost (issue 11). For the numeric DBR_TIME types the forwarder subscribes with a callback of
+its own instead:
+
+* ``subscribe_native``: the C callback of ``_ca_queue``, which copies the header (status,
+  severity, EPICS seconds and nanoseconds) and the values into the factory's event queue
+  without entering Python on libca's thread. What the forwarder runs.
+* ``subscribe``: a ctypes callback that reads the same buffer with ``read_update``. The
+  Python reference the native queue is tested against (tests/unit/test_ca_queue.py), and
+  the path of a source tree whose extension is not built.
+
+Strings stay on pyepics' path (``ca_convert``), whose decoding they keep. Either way the
+Update is the one ``ca_convert.update_from_ca`` makes from pyepics' arguments, value for
+value and dtype for dtype (tests/sources/test_ca_source.py compares them on a real IOC).
 
 Values are copied out of libca's buffer before the callback returns: libca reuses it.
 """
-
 from __future__ import annotations
 
 import ctypes
@@ -102,6 +108,28 @@ def subscribe(ca, chid, ftype: int, mask: int, handler: Handler) -> tuple:
     if status != ECA_NORMAL:
         raise RuntimeError(f"ca_create_subscription failed: {ca.message(status)}")
     return (callback, user, event_id)
+
+
+def subscribe_native(ca, chid, ftype: int, mask: int, events, slot: int) -> tuple:
+    """``ca_create_subscription`` whose events go to ``events``' native queue under ``slot``,
+    through the queue's C callback: they never enter Python on libca's thread."""
+    from epics import dbr
+
+    if isinstance(chid, int):
+        chid = dbr.chid_t(chid)
+    event_id = ctypes.c_void_p()
+    status = ca.libca.ca_create_subscription(
+        ftype,
+        0,
+        chid,
+        mask,
+        ctypes.c_void_p(events.callback),
+        ctypes.c_void_p(events.user_arg(slot)),
+        ctypes.byref(event_id),
+    )
+    if status != ECA_NORMAL:
+        raise RuntimeError(f"ca_create_subscription failed: {ca.message(status)}")
+    return (None, None, event_id)
 
 
 def _c_callback(libca, dbr):

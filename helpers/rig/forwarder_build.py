@@ -113,7 +113,11 @@ def librdkafka_version(build: Path | ForwarderBuild, timeout_s: float = 60.0) ->
 def source_hash() -> str:
     """A hash of everything that goes into our build, to tell when ./build is stale."""
     digest = hashlib.sha256()
-    files = sorted((REPO_ROOT / "forwarder").rglob("*.py")) + [REPO_ROOT / "pyproject.toml"]
+    sources = (REPO_ROOT / "forwarder").rglob("*")
+    files = sorted(p for p in sources if p.suffix in (".py", ".c")) + [
+        REPO_ROOT / "pyproject.toml",
+        REPO_ROOT / "setup.py",
+    ]
     for path in files:
         digest.update(str(path.relative_to(REPO_ROOT)).encode())
         digest.update(path.read_bytes())
@@ -143,9 +147,10 @@ def _make_or_refresh(build: Path, log) -> Path:
         shutil.copytree(
             REPO_ROOT / "forwarder",
             Path(src) / "forwarder",
-            ignore=shutil.ignore_patterns("__pycache__"),
+            ignore=shutil.ignore_patterns("__pycache__", "*.so"),  # no in-place build
         )
-        shutil.copy2(REPO_ROOT / "pyproject.toml", Path(src) / "pyproject.toml")
+        for name in ("pyproject.toml", "setup.py"):
+            shutil.copy2(REPO_ROOT / name, Path(src) / name)
         if not python.is_file():
             log(f"build: creating {build} (a virtualenv with the forwarder and its pinned deps)")
             subprocess.run([sys.executable, "-m", "venv", str(build)], check=True)

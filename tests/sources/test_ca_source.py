@@ -366,3 +366,58 @@ def test_numeric_events_read_from_libca_equal_pyepics_unpacking(ca_setup):
     finally:
         for source, _ in ours.values():
             source.stop()
+
+
+STATIC = [suffix for suffix in NUMERIC if suffix != "COUNTER"]  # their timestamps stay put
+
+REFERENCE_PATH = """
+import json, sys
+from forwarder.sources.ca import CaSourceFactory
+from helpers.polling import wait_until
+from tests.sources.sources_recorder import Recorder
+
+factory = CaSourceFactory(native=False)  # numeric events through ca_events' ctypes callback
+recs = {name: Recorder() for name in sys.argv[1:]}
+for name, rec in recs.items():
+    factory.create(name, rec.on_update, rec.on_connection).start()
+for name, rec in recs.items():
+    wait_until(rec.last_update, timeout=20, what=f"a value of {name}")
+print(json.dumps({
+    name: [type(u.value).__name__, str(getattr(u.value, "dtype", "")), repr(u.value),
+           u.timestamp_ns, repr(u.alarm), sorted(rec.callback_threads)]
+    for name, rec in recs.items() for u in [rec.last_update()]
+}))
+factory.close()
+"""
+
+
+def test_the_native_queue_gives_the_updates_the_ctypes_path_gives(ca_setup):
+    """The same IOC records read by the forwarder's native CA queue (this process) and by the
+    ctypes path (a subprocess with CaSourceFactory(native=False)): the same value, type,
+    dtype, timestamp and alarm, all delivered on the factory's event thread."""
+    import json
+
+    factory, ioc, _ = ca_setup
+    names = [ioc.prefix + suffix for suffix in STATIC]
+    ours = {name: subscribe(factory, name) for name in names}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", REFERENCE_PATH, *names],
+            env={**os.environ},
+            cwd=Path(__file__).parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        reference = json.loads(result.stdout.strip().splitlines()[-1])
+        for name in names:
+            rec = ours[name][1]
+            u = wait_for_update(rec, f"a value of {name}")
+            native = [type(u.value).__name__, str(getattr(u.value, "dtype", "")), repr(u.value),
+                      u.timestamp_ns, repr(u.alarm), sorted(rec.callback_threads)]
+            assert native == reference[name], name
+            assert native[-1] == ["ca-events"], name
+    finally:
+        for source, _ in ours.values():
+            source.stop()
