@@ -11,6 +11,7 @@ both the native queue and its Python stand-in.
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 
 import numpy as np
@@ -191,3 +192,19 @@ def test_the_dispatcher_hands_events_to_their_channel_on_its_thread_in_order():
     finally:
         events.close()
     assert channel.seen == [("ca-events", 1, 3), ("call", "ca-events"), ("ca-events", 2, 3)]
+
+
+def test_without_the_extension_the_factory_says_so_and_takes_the_python_queue(
+    monkeypatch, caplog
+):
+    from forwarder.sources import ca_dispatch
+    from forwarder.sources.ca import CaSourceFactory
+
+    monkeypatch.setattr(ca_dispatch, "Queue", None)
+    with caplog.at_level(logging.WARNING, logger="forwarder.sources.ca"):
+        events = CaSourceFactory()._start_events()
+    try:
+        assert not events.native and isinstance(events.queue, PyEventQueue)
+        assert "not built" in caplog.text
+    finally:
+        events.close()

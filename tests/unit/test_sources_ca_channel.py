@@ -134,3 +134,32 @@ def test_a_conversion_failure_is_logged_without_sources(caplog):
     with caplog.at_level(logging.ERROR, logger="forwarder.sources.ca"):
         ch._on_value(value=1, **{**META, "ftype": 99})
     assert "PV:Y" in caplog.text and "cannot convert" in caplog.text
+
+
+def test_a_channels_events_reach_its_sources_in_libcas_order(monkeypatch):
+    """Connection changes and values share the event thread's queue: a value libca gave
+    before a disconnect is delivered before DISCONNECTED, never after it."""
+    from forwarder.sources.ca_dispatch import CaDispatcher, PyEventQueue
+
+    fake = FakeCa(None)
+    monkeypatch.setattr(ca_module, "_ca", lambda: fake)
+    monkeypatch.setattr(ca_events, "subscribe", lambda ca, chid, ftype, mask, h: (None, h, 1))
+    events = CaDispatcher(PyEventQueue())
+    ch = _Channel("PV:X", None, events)
+    seen = Seen()
+    ch._deliveries.append(Delivery("PV:X", seen.on_update, seen.on_connection))
+    # What libca's threads do, before the event thread runs anything.
+    ch._on_connection(pvname="PV:X", chid=7, conn=True)
+    ch._on_value(value="a string", **{**META, "ftype": 14})
+    ch._on_connection(pvname="PV:X", chid=7, conn=False)
+    assert seen.events == []
+    events.start()
+    try:
+        wait_until(lambda: len(seen.events) == 3, timeout=5, what="3 events", seen=seen.events)
+    finally:
+        events.close()
+    assert [kind if kind == "update" else e for kind, e in seen.events] == [
+        ConnectionStatus.CONNECTED,
+        "update",
+        ConnectionStatus.DISCONNECTED,
+    ]
