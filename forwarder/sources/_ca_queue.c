@@ -81,7 +81,7 @@ typedef struct queue {
     pthread_cond_t filled;  /* the taker waits for events */
     pthread_cond_t drained; /* a full queue's producers wait for the taker */
     buffer fill, spare;
-    int closed, taking;
+    int closed, taking, pinned;
     size_t max_records, max_bytes;
     unsigned long long dropped, full_waits, events;
     size_t deepest;
@@ -343,7 +343,12 @@ static PyObject *Queue_user_arg(Queue *q, PyObject *arg) {
     user_arg *u = &q->chunks[chunk][slot % SLOTS_PER_CHUNK];
     u->queue = q;
     u->slot = (uint32_t)slot;
+    int pin = !q->pinned;
+    q->pinned = 1;
     pthread_mutex_unlock(&q->lock);
+    /* libca may call back with this address until it is finalised, even at interpreter exit:
+     * a queue that gave one out is never freed (one per CA factory, so one per process). */
+    if (pin) Py_INCREF(q);
     return PyLong_FromVoidPtr(u);
 }
 
@@ -429,7 +434,7 @@ static void Queue_dealloc(Queue *q) {
     free(q->fill.bytes);
     free(q->spare.records);
     free(q->spare.bytes);
-    /* User arguments stay: libca may still hold one of a subscription nobody cleared. */
+    /* Only a queue that never gave out a user argument gets here (see user_arg). */
     for (int i = 1; i <= 6; i++) {
         Py_CLEAR(q->scalar_types[i]);
         Py_CLEAR(q->dtypes[i]);
