@@ -92,6 +92,9 @@ class _Channel:
         self._events = events if events is not None else _Inline()
         self._slot = self._events.register(self)
         self._lock = threading.Lock()
+        # Held while subscribing (event thread) and while clearing (close): a connection
+        # change still queued when the channel closes must not subscribe on a cleared chid.
+        self._libca_lock = threading.Lock()
         self._deliveries: list[Delivery] = []
         self._connected = False
         self._closed = False
@@ -150,15 +153,16 @@ class _Channel:
         self._events.unregister(self._slot)
         ca = _ca()
         ca.use_initial_context()
-        try:
-            if self._subscription is not None:
-                ca.clear_subscription(self._subscription[2])
-            if self._chid is not None:
-                ca.clear_channel(self._chid)
-            ca.flush_io()
-        except Exception:
-            log.exception("closing CA channel %s failed", self.name)
-        self._subscription = None
+        with self._libca_lock:
+            try:
+                if self._subscription is not None:
+                    ca.clear_subscription(self._subscription[2])
+                if self._chid is not None:
+                    ca.clear_channel(self._chid)
+                ca.flush_io()
+            except Exception:
+                log.exception("closing CA channel %s failed", self.name)
+            self._subscription = None
 
     # -- libca callbacks (libca threads): queue the event, never raise ---------------------
 
@@ -204,7 +208,10 @@ class _Channel:
             for d in deliveries:
                 d.deliver_connection(status)
             if conn:
-                self._subscribe(chid)
+                with self._libca_lock:
+                    if self._closed:
+                        return
+                    self._subscribe(chid)
                 if self._timers is not None:
                     # One check per channel: a newer connection's replaces an older one's,
                     # which would find its generation stale and do nothing anyway.

@@ -163,3 +163,28 @@ def test_a_channels_events_reach_its_sources_in_libcas_order(monkeypatch):
         "update",
         ConnectionStatus.DISCONNECTED,
     ]
+
+
+def test_a_connection_still_queued_when_the_channel_closes_does_not_subscribe(monkeypatch):
+    """The event thread may run a connection change after close() cleared the channel: it
+    must not subscribe on the cleared chid."""
+    from forwarder.sources.ca_dispatch import CaDispatcher, PyEventQueue
+
+    fake = FakeCa(None)
+    monkeypatch.setattr(ca_module, "_ca", lambda: fake)
+    subscribed = []
+    monkeypatch.setattr(
+        ca_events, "subscribe", lambda ca, chid, ftype, mask, h: subscribed.append(chid)
+    )
+    events = CaDispatcher(PyEventQueue())
+    ch = _Channel("PV:X", None, events)
+    ch._on_connection(pvname="PV:X", chid=7, conn=True)  # libca: connected, queued
+    ch.close()
+    ran = []
+    events.put(0, lambda: ran.append(True))
+    events.start()
+    try:
+        wait_until(lambda: ran, timeout=5, what="the queued connection change to have run")
+    finally:
+        events.close()
+    assert subscribed == []
