@@ -161,7 +161,7 @@ def _import_p4p() -> None:
     try:
         import p4p.client.thread  # noqa: F401
     except Exception:  # reported where the first subscription imports it again
-        log.debug("importing p4p in the background failed", exc_info=True)
+        log.debug("importing p4p at start failed", exc_info=True)
 
 
 def _keep_thread_state_on_wakeups() -> None:
@@ -194,9 +194,12 @@ class PvaSourceFactory:
     ):
         self._request = monitor_request(queue_size)
         # The first PVA stream must not wait for p4p's import (PVXS and EPICS libraries,
-        # 1.4 s on a loaded 2-core machine, holding up that command's status): done now, in
-        # the background. Importing starts no client.
-        threading.Thread(target=_import_p4p, name="p4p-import", daemon=True).start()
+        # 1.4 s on a loaded 2-core machine, holding up that command's status): done now, at
+        # start, on the caller's thread. Not in a thread of its own: importing p4p imports
+        # distutils, whose setuptools shim imports while holding Python's global import lock,
+        # and a forwarder whose main thread imported at the same moment hung at start for
+        # good (1 start in about 50). Importing starts no client.
+        _import_p4p()
         self._lock = threading.Lock()
         self._context = None
         self._closed = False
