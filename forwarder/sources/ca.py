@@ -176,15 +176,15 @@ class _Channel:
         try:
             update = update_from_ca(self.name, value, kwargs)
         except Exception as error:
-            self._events.put(self._slot, functools.partial(self._conversion_failed, error))
+            self._queue_failure(error)
             return
+        self._queue_update(update)
+
+    def _queue_update(self, update: Update) -> None:
+        """An Update made on libca's thread (pyepics' and ca_events' ctypes callbacks)."""
         self._events.put(self._slot, functools.partial(self._fan_out, update))
 
-    def _on_ctypes_update(self, update: Update) -> None:
-        """ca_events' callback: numeric events without the native queue."""
-        self._events.put(self._slot, functools.partial(self._fan_out, update))
-
-    def _on_ctypes_failure(self, error: Exception) -> None:
+    def _queue_failure(self, error: Exception) -> None:
         self._events.put(self._slot, functools.partial(self._conversion_failed, error))
 
     # -- events (the factory's event thread) -----------------------------------------------
@@ -238,7 +238,7 @@ class _Channel:
                 ca, chid, time_type, ca.DEFAULT_SUBSCRIPTION_MASK, self._events, self._slot
             )
         elif time_type in ca_events.DIRECT_TYPES:
-            handler = ca_events.Handler(self.name, self._on_ctypes_update, self._on_ctypes_failure)
+            handler = ca_events.Handler(self.name, self._queue_update, self._queue_failure)
             self._subscription = ca_events.subscribe(
                 ca, chid, time_type, ca.DEFAULT_SUBSCRIPTION_MASK, handler
             )

@@ -166,4 +166,3 @@ class CaDispatcher:
                         channel.native_event(value, timestamp_ns, status, severity)
                 except Exception:
                     log.exception("handling a CA event failed")
-

@@ -18,6 +18,7 @@ value and dtype for dtype (tests/sources/test_ca_source.py compares them on a re
 
 Values are copied out of libca's buffer before the callback returns: libca reuses it.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -98,38 +99,31 @@ def subscribe(ca, chid, ftype: int, mask: int, handler: Handler) -> tuple:
     from epics import dbr
 
     callback = _c_callback(ca.libca, dbr)
-    if isinstance(chid, int):
-        chid = dbr.chid_t(chid)
     user = ctypes.py_object(handler)
-    event_id = ctypes.c_void_p()
-    status = ca.libca.ca_create_subscription(
-        ftype, 0, chid, mask, callback, user, ctypes.byref(event_id)
-    )
-    if status != ECA_NORMAL:
-        raise RuntimeError(f"ca_create_subscription failed: {ca.message(status)}")
-    return (callback, user, event_id)
+    return (callback, user, _create_subscription(ca, chid, ftype, mask, callback, user))
 
 
 def subscribe_native(ca, chid, ftype: int, mask: int, events, slot: int) -> tuple:
     """``ca_create_subscription`` whose events go to ``events``' native queue under ``slot``,
     through the queue's C callback: they never enter Python on libca's thread."""
+    callback = ctypes.c_void_p(events.callback)
+    user = ctypes.c_void_p(events.user_arg(slot))
+    return (None, None, _create_subscription(ca, chid, ftype, mask, callback, user))
+
+
+def _create_subscription(ca, chid, ftype: int, mask: int, callback, user) -> ctypes.c_void_p:
+    """libca's subscription with count 0; its event id."""
     from epics import dbr
 
     if isinstance(chid, int):
         chid = dbr.chid_t(chid)
     event_id = ctypes.c_void_p()
     status = ca.libca.ca_create_subscription(
-        ftype,
-        0,
-        chid,
-        mask,
-        ctypes.c_void_p(events.callback),
-        ctypes.c_void_p(events.user_arg(slot)),
-        ctypes.byref(event_id),
+        ftype, 0, chid, mask, callback, user, ctypes.byref(event_id)
     )
     if status != ECA_NORMAL:
         raise RuntimeError(f"ca_create_subscription failed: {ca.message(status)}")
-    return (None, None, event_id)
+    return event_id
 
 
 def _c_callback(libca, dbr):
